@@ -1,0 +1,168 @@
+"""The ``repro`` command line: run one experiment, list and show paper configs, prepare data.
+
+    repro run PAPER --variant V --profile P --seed S [--out DIR] [--device D] [--resume] [--threads N]
+    repro run --config my_run.yaml --out DIR          # any run config of your own, no paper needed
+    repro list                                        # papers, their variants and profiles
+    repro show PAPER [--variant V --profile P --seed S]
+    repro prepare PAPER --profile P [--out FILE]      # verify / download data, build tokeniser caches
+
+The Snakemake workflow calls exactly these commands, so any job can be rerun by hand.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+import yaml
+
+from shared.config import ConfigError, load_paper, list_papers, load_yaml, resolve_paper_run, resolve_run_config
+
+log = logging.getLogger("repro")
+
+
+def default_run_dir(paper: str, profile: str, variant: str, seed: int) -> Path:
+    return Path("runs") / paper / profile / variant / f"seed{seed}"
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    import torch
+
+    from shared.train import run
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.config:
+        cfg = load_yaml(args.config)
+        if args.seed is not None:
+            cfg["seed"] = args.seed
+        if args.device:
+            cfg["device"] = args.device
+        cfg = resolve_run_config(cfg, str(args.config))
+        meta = {"paper": None, "variant": None, "profile": None, "config_file": str(args.config)}
+        out = Path(args.out or Path("runs") / "custom" / Path(args.config).stem / f"seed{cfg['seed']}")
+    else:
+        if not (args.paper and args.variant and args.profile):
+            raise ConfigError("repro run needs PAPER --variant V --profile P (or --config FILE)")
+        cfg = resolve_paper_run(args.paper, args.variant, args.profile, args.seed)
+        if args.device:
+            cfg["device"] = args.device
+        meta = {"paper": args.paper, "variant": args.variant, "profile": args.profile}
+        out = Path(args.out or default_run_dir(args.paper, args.profile, args.variant, cfg["seed"]))
+    log.info("run %s -> %s", meta, out)
+    final = run(cfg, out, resume=args.resume, meta=meta)
+    print(json.dumps(final["metrics"], indent=2))
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    for slug in list_papers():
+        cfg = load_paper(slug)
+        print(f"{slug}: {cfg['paper']['title']} (arXiv {cfg['paper']['arxiv']})")
+        print(f"  variants: {', '.join(cfg['variants'])}")
+        profiles = ", ".join(f"{p} (seeds {v['seeds']})" for p, v in cfg["profiles"].items())
+        print(f"  profiles: {profiles}")
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    if args.variant or args.profile:
+        if not (args.variant and args.profile):
+            raise ConfigError("repro show: give both --variant and --profile (or neither, for the paper config)")
+        cfg = resolve_paper_run(args.paper, args.variant, args.profile, args.seed)
+    else:
+        cfg = load_paper(args.paper)
+    print(yaml.safe_dump(cfg, sort_keys=False), end="")
+    return 0
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    from shared.data import load_data
+
+    cfg = load_paper(args.paper)
+    seen, infos = set(), []
+    for variant in cfg["variants"]:
+        data_cfg = resolve_paper_run(args.paper, variant, args.profile)["data"]
+        key = json.dumps(data_cfg, sort_keys=True)
+        if key not in seen:
+            seen.add(key)
+            infos.append(load_data(data_cfg).info)
+    text = json.dumps({"paper": args.paper, "profile": args.profile, "data": infos}, indent=2, default=str)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(text)
+    print(text)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="repro", description=__doc__.split("\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("run", help="train one run (paper × variant × profile × seed, or --config FILE)")
+    p.add_argument("paper", nargs="?")
+    p.add_argument("--variant")
+    p.add_argument("--profile")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--config", type=Path, help="a run config YAML of your own instead of a paper")
+    p.add_argument("--out", help="run directory (default runs/PAPER/PROFILE/VARIANT/seedS)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"])
+    p.add_argument("--resume", action="store_true", help="continue from the run directory's checkpoint")
+    p.add_argument("--threads", type=int, help="torch CPU threads (Snakemake passes the rule's threads)")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("list", help="papers with their variants and profiles")
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("show", help="a paper config, or one resolved run config")
+    p.add_argument("paper")
+    p.add_argument("--variant")
+    p.add_argument("--profile")
+    p.add_argument("--seed", type=int)
+    p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser("prepare", help="verify or download a paper's data and build its caches")
+    p.add_argument("paper")
+    p.add_argument("--profile", required=True)
+    p.add_argument("--out")
+    p.set_defaults(func=cmd_prepare)
+
+    for extension in _extensions():
+        extension(sub)
+    return parser
+
+
+def _extensions():
+    """Subcommands defined next to the code they drive (results tables, benchmarks)."""
+    found = []
+    for module, attr in (("shared.results.cli", "add_subcommands"), ("shared.bench", "add_subcommands")):
+        try:
+            mod = __import__(module, fromlist=[attr])
+        except ModuleNotFoundError as exc:
+            if exc.name and module.startswith(exc.name):
+                continue  # that part is not installed in this checkout
+            raise
+        found.append(getattr(mod, attr))
+    return found
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
+    try:
+        return args.func(args)
+    except ConfigError as exc:
+        print(f"repro: config error: {exc}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as exc:  # DataMissingError is one: its message names the file and the fix
+        print(f"repro: {exc}", file=sys.stderr)
+        return 3
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,153 @@
+"""Load, merge and validate YAML configs; resolve a paper's (variant, profile, seed) into one run config.
+
+Resolution order (docs/design.md): defaults ← paper ``base`` ← ``profiles[P].overrides`` ← ``variants[V].overrides``,
+then ``seed``. Profiles change scale, variants change the method; lists replace, mappings merge.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from shared.config.schema import PAPER_SCHEMA, RUN_SCHEMA
+
+__all__ = [
+    "ConfigError", "deep_merge", "config_hash", "load_yaml", "validate", "default_run_config", "resolve_run_config",
+    "papers_dir", "list_papers", "load_paper", "resolve_paper_run",
+]
+
+
+class ConfigError(ValueError):
+    """A config that fails validation; the message names the file and the key path."""
+
+
+def deep_merge(base: dict, override: dict) -> dict:
+    """Return ``base`` updated by ``override``: nested mappings merge, everything else (lists too) replaces."""
+    out = copy.deepcopy(base)
+    for key, value in (override or {}).items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def config_hash(cfg: dict) -> str:
+    """sha256 of the canonical JSON of a config: equal configs, equal hashes, whatever the key order."""
+    return hashlib.sha256(json.dumps(cfg, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def load_yaml(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: file not found")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+    return data
+
+
+def _describe(error: jsonschema.ValidationError, source: str) -> str:
+    path = ".".join(str(p) for p in error.absolute_path) or "<top level>"
+    if error.validator == "additionalProperties":
+        allowed = sorted(error.schema.get("properties", {}))
+        extra = sorted(set(error.instance) - set(allowed))
+        where = path if path != "<top level>" else ""
+        keys = ", ".join(f"{where}.{k}".lstrip(".") for k in extra)
+        return f"{source}: unknown key {keys}; allowed keys here: {', '.join(allowed)}"
+    if error.validator == "required":
+        return f"{source}: {path}: {error.message}"
+    return f"{source}: {path}: {error.message}"
+
+
+def validate(cfg: dict, schema: dict, source: str = "<config>") -> None:
+    """Raise ConfigError naming ``source`` and the key path of the first (deepest) problem."""
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(cfg), key=lambda e: (-len(e.absolute_path), str(e.absolute_path)))
+    if errors:
+        best = jsonschema.exceptions.best_match(errors) or errors[0]
+        # best_match prefers shallow errors; an unknown key deep down is the more useful message
+        deep = [e for e in errors if e.validator == "additionalProperties"]
+        raise ConfigError(_describe(deep[0] if deep else best, source))
+
+
+def default_run_config() -> dict:
+    return load_yaml(Path(__file__).with_name("defaults.yaml"))
+
+
+def resolve_run_config(partial: dict, source: str = "<config>") -> dict:
+    """Fill defaults into a (partial) run config, validate it, and check cross-key rules."""
+    cfg = deep_merge(default_run_config(), partial)
+    validate(cfg, RUN_SCHEMA, source)
+    train = cfg["train"]
+    if (train["steps"] is None) == (train["epochs"] is None):
+        raise ConfigError(f"{source}: train: set exactly one of train.steps and train.epochs "
+                          f"(got steps={train['steps']}, epochs={train['epochs']})")
+    if cfg["schedule"]["warmup_steps"] and cfg["schedule"]["warmup_frac"]:
+        raise ConfigError(f"{source}: schedule: set at most one of warmup_steps and warmup_frac")
+    return cfg
+
+
+def papers_dir() -> Path:
+    """``$REPRO_PAPERS_DIR`` or the repository's ``papers/`` folder."""
+    env = os.environ.get("REPRO_PAPERS_DIR")
+    return Path(env) if env else Path(__file__).resolve().parents[2] / "papers"
+
+
+def list_papers() -> list[str]:
+    root = papers_dir()
+    return sorted(p.name for p in root.iterdir()
+                  if p.is_dir() and not p.name.startswith(("_", ".")) and (p / "config.yaml").is_file())
+
+
+def load_paper(slug: str) -> dict:
+    """Load and validate ``papers/<slug>/config.yaml``; claims must name existing variants and profiles."""
+    path = papers_dir() / slug / "config.yaml"
+    if not path.is_file():
+        known = ", ".join(list_papers()) if papers_dir().is_dir() else "none"
+        raise ConfigError(f"unknown paper {slug!r}: {path} does not exist; known papers: {known}")
+    cfg = load_yaml(path)
+    validate(cfg, PAPER_SCHEMA, str(path))
+    for i, claim in enumerate(cfg.get("claims", [])):
+        for side in ("a", "b"):
+            if claim["compare"][side] not in cfg["variants"]:
+                raise ConfigError(f"{path}: claims.{i}.compare.{side}: unknown variant {claim['compare'][side]!r}; "
+                                  f"variants: {', '.join(sorted(cfg['variants']))}")
+        for prof in claim.get("profiles", []):
+            if prof not in cfg["profiles"]:
+                raise ConfigError(f"{path}: claims.{i}.profiles: unknown profile {prof!r}; "
+                                  f"profiles: {', '.join(sorted(cfg['profiles']))}")
+    # every (profile, variant) pair must resolve, so a typo fails at load time, not mid-workflow
+    for prof in cfg["profiles"]:
+        for var in cfg["variants"]:
+            _resolve(cfg, slug, var, prof, cfg["profiles"][prof]["seeds"][0], str(path))
+    return cfg
+
+
+def _resolve(cfg: dict, slug: str, variant: str, profile: str, seed: int, source: str) -> dict:
+    merged = deep_merge(cfg["base"], cfg["profiles"][profile].get("overrides", {}))
+    merged = deep_merge(merged, cfg["variants"][variant].get("overrides", {}))
+    merged["seed"] = seed
+    return resolve_run_config(merged, f"{source} (variant={variant}, profile={profile})")
+
+
+def resolve_paper_run(slug: str, variant: str, profile: str, seed: int | None = None) -> dict:
+    """The full run config for one paper × variant × profile × seed (seed defaults to the profile's first)."""
+    cfg = load_paper(slug)
+    source = str(papers_dir() / slug / "config.yaml")
+    if variant not in cfg["variants"]:
+        raise ConfigError(f"{source}: unknown variant {variant!r}; variants: {', '.join(sorted(cfg['variants']))}")
+    if profile not in cfg["profiles"]:
+        raise ConfigError(f"{source}: unknown profile {profile!r}; profiles: {', '.join(sorted(cfg['profiles']))}")
+    if seed is None:
+        seed = cfg["profiles"][profile]["seeds"][0]
+    return _resolve(cfg, slug, variant, profile, seed, source)

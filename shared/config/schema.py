@@ -1,0 +1,146 @@
+"""JSON Schemas for run configs and paper configs (STYLE.md rule 14: ``additionalProperties: false`` everywhere).
+
+A run config is what one training run needs (docs/design.md); a paper config (``papers/<slug>/config.yaml``) holds
+a partial run config as ``base``, named ``profiles`` (scale) and ``variants`` (method), and the paper's ``claims``.
+"""
+from __future__ import annotations
+
+import copy
+
+_NUM = {"type": "number"}
+_INT_POS = {"type": "integer", "minimum": 1}
+_INT_NN = {"type": "integer", "minimum": 0}
+_OPT_INT_POS = {"type": ["integer", "null"], "minimum": 1}
+_OPT_NUM = {"type": ["number", "null"]}
+_KWARGS = {"type": "object"}  # forwarded to a registry factory, which rejects unknown names itself
+
+
+def _obj(properties: dict, required: tuple[str, ...] = ()) -> dict:
+    return {"type": "object", "properties": properties, "required": list(required), "additionalProperties": False}
+
+
+RUN_SCHEMA = _obj(
+    {
+        "data": _obj(
+            {
+                "dataset": {"enum": ["cifar10", "cifar100", "wikitext2"]},
+                "data_dir": {"type": "string"},
+                "download": {"type": "boolean"},
+                "subset_per_class": _OPT_INT_POS,
+                "val_per_class": _INT_NN,
+                "test_subset": _OPT_INT_POS,
+                "augment": _obj({"crop_padding": _INT_NN, "flip": {"type": "boolean"}}),
+                "tokenizer": {"enum": ["word", "bpe"]},
+                "bpe_vocab_size": {"type": "integer", "minimum": 260},
+                "seq_len": _INT_POS,
+                "lm_batching": {"enum": ["random", "contiguous"]},
+                "eval_tokens": _OPT_INT_POS,
+            }
+        ),
+        "model": _obj({"name": {"type": "string"}, "kwargs": _KWARGS}),
+        "optimizer": _obj(
+            {
+                "name": {"type": "string"},
+                "lr": {"type": "number", "exclusiveMinimum": 0},
+                "weight_decay": {"type": "number", "minimum": 0},
+                "no_decay_norm_bias": {"type": "boolean"},
+                "kwargs": _KWARGS,
+            }
+        ),
+        "schedule": _obj(
+            {
+                "name": {"type": "string"},
+                "warmup_steps": _INT_NN,
+                "warmup_frac": {"type": "number", "minimum": 0, "maximum": 1},
+                "kwargs": _KWARGS,
+            }
+        ),
+        "train": _obj(
+            {
+                "steps": _OPT_INT_POS,
+                "epochs": {"type": ["number", "null"], "exclusiveMinimum": 0},
+                "batch_size": _INT_POS,
+                "eval_batch_size": _INT_POS,
+                "eval_every": _INT_NN,
+                "log_every": _INT_POS,
+                "checkpoint_every": _INT_NN,
+                "grad_clip": {"type": ["number", "null"], "exclusiveMinimum": 0},
+                "label_smoothing": {"type": "number", "minimum": 0, "maximum": 1},
+                "precision": {"enum": ["fp32", "bf16", "fp16"]},
+                "channels_last": {"type": "boolean"},
+                "target_loss": _OPT_NUM,
+                "divergence_loss": _OPT_NUM,
+            }
+        ),
+        "seed": _INT_NN,
+        "device": {"enum": ["auto", "cpu", "cuda", "mps"]},
+    }
+)
+
+
+def partial(schema: dict) -> dict:
+    """The same schema with nothing required: what ``base``, profile and variant overrides must satisfy."""
+    out = copy.deepcopy(schema)
+
+    def strip(node: dict) -> None:
+        if node.get("type") == "object":
+            node["required"] = []
+            for child in node.get("properties", {}).values():
+                strip(child)
+
+    strip(out)
+    return out
+
+
+_PARTIAL_RUN = partial(RUN_SCHEMA)
+_NAME = {"type": "string", "pattern": "^[a-z0-9][a-z0-9_.-]*$"}
+
+CLAIM_SCHEMA = _obj(
+    {
+        "id": _NAME,
+        "text": {"type": "string", "minLength": 1},
+        "paper_value": {"type": ["string", "null"]},
+        "metric": {"type": "string", "minLength": 1},
+        "compare": _obj({"a": {"type": "string"}, "b": {"type": "string"}}, required=("a", "b")),
+        "direction": {"enum": ["greater", "less"]},
+        "margin": {"type": "number", "minimum": 0},
+        "profiles": {"type": "array", "items": {"type": "string"}},
+    },
+    required=("id", "text", "metric", "compare", "direction"),
+)
+
+PAPER_SCHEMA = _obj(
+    {
+        "paper": _obj(
+            {
+                "title": {"type": "string"},
+                "arxiv": {"type": "string"},
+                "authors": {"type": "string"},
+                "year": {"type": "integer"},
+            },
+            required=("title", "arxiv", "authors", "year"),
+        ),
+        "base": _PARTIAL_RUN,
+        "profiles": {
+            "type": "object",
+            "minProperties": 1,
+            "propertyNames": _NAME,
+            "additionalProperties": _obj(
+                {
+                    "description": {"type": "string"},
+                    "seeds": {"type": "array", "items": _INT_NN, "minItems": 1},
+                    "overrides": _PARTIAL_RUN,
+                },
+                required=("seeds",),
+            ),
+        },
+        "variants": {
+            "type": "object",
+            "minProperties": 1,
+            "propertyNames": _NAME,
+            "additionalProperties": _obj({"description": {"type": "string"}, "overrides": _PARTIAL_RUN}),
+        },
+        "claims": {"type": "array", "items": CLAIM_SCHEMA},
+    },
+    required=("paper", "base", "profiles", "variants"),
+)

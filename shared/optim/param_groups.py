@@ -1,0 +1,60 @@
+"""Parameter groups for weight decay and per-group learning-rate multipliers.
+
+Follows timm ``timm/optim/_param_groups.py`` ``param_groups_weight_decay``: with ``no_decay_norm_bias`` on,
+every parameter with ``ndim <= 1`` (norm scales and shifts, biases) and every name returned by the model's
+``no_weight_decay()`` method (e.g. position embeddings) goes to a group with ``weight_decay=0``.
+
+Groups are plain dicts as ``torch.optim.Optimizer`` takes them, plus two keys the optimizer keeps untouched:
+``"name"`` (``"decay"`` or ``"no_decay"``) and ``"lr_mult"``. ``create_optimizer`` turns ``lr_mult`` into the
+group's ``"lr" = lr * lr_mult``; schedulers then scale each group's own base lr, so the ratio persists.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+GROUP_KINDS = ("decay", "no_decay")
+
+
+def no_weight_decay_names(model: nn.Module) -> set[str]:
+    """Names from ``model.no_weight_decay()`` (timm's convention: a set of parameter names), or an empty set."""
+    fn = getattr(model, "no_weight_decay", None)
+    return set(fn()) if callable(fn) else set()
+
+
+def param_groups(
+    model: nn.Module,
+    weight_decay: float = 0.0,
+    no_decay_norm_bias: bool = False,
+    lr_mult: dict[str, float] | None = None,
+) -> list[dict[str, Any]]:
+    """Split ``model``'s trainable parameters into ``"decay"`` and ``"no_decay"`` groups.
+
+    Args:
+        model: the module; parameters with ``requires_grad=False`` are left out.
+        weight_decay: decay of the ``"decay"`` group.
+        no_decay_norm_bias: if True, 1-d (and 0-d) parameters and ``model.no_weight_decay()`` names get
+            ``weight_decay=0`` in a ``"no_decay"`` group; if False, all parameters form one ``"decay"`` group.
+        lr_mult: optional ``{group kind: multiplier}``, e.g. ``{"no_decay": 0.1}``; kinds not listed get 1.0.
+
+    Returns groups in the order decay, no_decay, empty ones dropped.
+    """
+    lr_mult = dict(lr_mult or {})
+    unknown = sorted(set(lr_mult) - set(GROUP_KINDS))
+    if unknown:
+        raise ValueError(f"lr_mult keys must be group kinds {GROUP_KINDS}, got {unknown}")
+    skip = no_weight_decay_names(model) if no_decay_norm_bias else set()
+    params: dict[str, list[torch.Tensor]] = {kind: [] for kind in GROUP_KINDS}
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        exempt = no_decay_norm_bias and (p.ndim <= 1 or name in skip)
+        params["no_decay" if exempt else "decay"].append(p)
+    decay = {"decay": weight_decay, "no_decay": 0.0}
+    return [
+        {"name": kind, "params": ps, "weight_decay": decay[kind], "lr_mult": float(lr_mult.get(kind, 1.0))}
+        for kind, ps in params.items()
+        if ps
+    ]

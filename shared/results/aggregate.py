@@ -1,0 +1,156 @@
+"""Run directories → ``runs.csv`` (one row per run), ``summary.csv`` (mean/std/n per variant × metric),
+``claims.csv`` (one verdict per claim) and learning curves from ``metrics.jsonl``.
+
+Layout (docs/design.md): ``<runs_dir>/<slug>/<profile>/<variant>/seed<S>/`` holding ``meta.json``,
+``metrics.jsonl`` and, once finished, ``final.json``. A run without ``final.json`` is unfinished and skipped.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from shared.results.verdict import judge
+
+log = logging.getLogger(__name__)
+
+# provenance columns of runs.csv, in order; metrics from final.json follow
+ID_COLUMNS = ["paper", "profile", "variant", "seed"]
+PROVENANCE_COLUMNS = ["step", "diverged", "wall_time_s", "git_commit", "git_dirty", "config_hash", "device",
+                      "precision", "dataset", "data_variant", "tokenizer", "start_time", "run_dir"]
+SUMMARY_COLUMNS = ["variant", "metric", "mean", "std", "n", "n_runs"]
+
+
+def run_dir(runs_dir: str | Path, slug: str, profile: str, variant: str, seed: int) -> Path:
+    return Path(runs_dir) / slug / profile / variant / f"seed{seed}"
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path}: cannot read JSON: {exc}") from exc
+
+
+def load_run(path: str | Path) -> dict:
+    """One finished run as a flat row: ids, provenance from ``meta.json``, metrics from ``final.json``."""
+    path = Path(path)
+    final = _read_json(path / "final.json")
+    meta = _read_json(path / "meta.json") if (path / "meta.json").is_file() else {}
+    data = meta.get("data") or {}
+    row = {
+        "paper": meta.get("paper", path.parents[2].name),
+        "profile": meta.get("profile", path.parents[1].name),
+        "variant": meta.get("variant", path.parent.name),
+        "seed": int(meta.get("seed", path.name.removeprefix("seed"))),
+        "step": final.get("step"),
+        "diverged": int(bool(final.get("diverged", 0))),
+        "wall_time_s": final.get("wall_time_s", meta.get("wall_time_s")),
+        "git_commit": meta.get("git_commit"),
+        "git_dirty": meta.get("git_dirty"),
+        "config_hash": meta.get("config_hash"),
+        "device": meta.get("device"),
+        "precision": meta.get("precision"),
+        "dataset": data.get("dataset"),
+        "data_variant": data.get("variant"),
+        "tokenizer": data.get("tokenizer") if isinstance(data.get("tokenizer"), (str, type(None)))
+        else json.dumps(data.get("tokenizer"), sort_keys=True),
+        "start_time": meta.get("start_time"),
+        "run_dir": str(path),
+    }
+    for name, value in (final.get("metrics") or {}).items():
+        if name not in row or name == "diverged":
+            row[name] = math.nan if value is None else value
+    return row
+
+
+def find_runs(runs_dir: str | Path, slug: str, profile: str, variants: list[str], seeds: list[int]) -> list[Path]:
+    """Finished run directories of the given variants × seeds; unfinished or absent ones are logged and skipped."""
+    found = []
+    for variant in variants:
+        for seed in seeds:
+            path = run_dir(runs_dir, slug, profile, variant, seed)
+            if (path / "final.json").is_file():
+                found.append(path)
+            else:
+                log.warning("no finished run at %s (missing final.json); skipped", path)
+    return found
+
+
+def runs_frame(paths: list[Path]) -> pd.DataFrame:
+    rows = [load_run(p) for p in paths]
+    df = pd.DataFrame(rows)
+    if df.empty:
+        return pd.DataFrame(columns=ID_COLUMNS + PROVENANCE_COLUMNS)
+    metrics = [c for c in df.columns if c not in ID_COLUMNS + PROVENANCE_COLUMNS]
+    return df[ID_COLUMNS + metrics + PROVENANCE_COLUMNS].sort_values(["variant", "seed"], kind="stable")
+
+
+def metric_columns(runs: pd.DataFrame) -> list[str]:
+    """Numeric result columns: every metric from final.json, then wall time."""
+    skip = set(ID_COLUMNS + PROVENANCE_COLUMNS)
+    return [c for c in runs.columns if c not in skip] + ["wall_time_s"]
+
+
+def summarize(runs: pd.DataFrame, variants: list[str]) -> pd.DataFrame:
+    """Long table: per variant (in config order) × metric, mean and sample std over finite values, n, n_runs."""
+    rows = []
+    for variant in variants:
+        sub = runs[runs["variant"] == variant]
+        for metric in metric_columns(runs):
+            values = pd.to_numeric(sub[metric], errors="coerce")
+            finite = values[values.map(lambda x: math.isfinite(x))]
+            rows.append({"variant": variant, "metric": metric,
+                         "mean": finite.mean() if len(finite) else math.nan,
+                         "std": finite.std(ddof=1) if len(finite) > 1 else math.nan,
+                         "n": int(len(finite)), "n_runs": int(len(sub))})
+    return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+
+
+def _single(runs: pd.DataFrame, column: str) -> str:
+    values = sorted({str(v) for v in runs.get(column, pd.Series(dtype=object)).dropna()})
+    return ", ".join(values) if values else "unknown"
+
+
+def claims_frame(paper_cfg: dict, slug: str, profile: str, runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per claim that applies to ``profile``: paper's number, both sides' statistics, the verdict."""
+    rows = []
+    for claim in paper_cfg.get("claims", []):
+        if claim.get("profiles") and profile not in claim["profiles"]:
+            continue
+        metric, a, b = claim["metric"], claim["compare"]["a"], claim["compare"]["b"]
+        if metric not in runs.columns:
+            values_a, values_b = [math.nan] * int((runs["variant"] == a).sum()), \
+                [math.nan] * int((runs["variant"] == b).sum())
+        else:
+            values_a = runs.loc[runs["variant"] == a, metric].tolist()
+            values_b = runs.loc[runs["variant"] == b, metric].tolist()
+        v = judge(values_a, values_b, claim["direction"], claim.get("margin", 0.0))
+        rows.append({"paper": slug, "profile": profile, "claim": claim["id"], "text": claim["text"],
+                     "paper_value": claim.get("paper_value") or "", "metric": metric, "a": a, "b": b,
+                     "direction": claim["direction"], "margin": claim.get("margin", 0.0), **v.as_dict(),
+                     "data_variant": _single(runs, "data_variant"), "precision": _single(runs, "precision"),
+                     "device": _single(runs, "device")})
+    return pd.DataFrame(rows)
+
+
+def learning_curves(paths: list[Path]) -> pd.DataFrame:
+    """Long table of train and eval losses: variant, seed, kind, split, step, loss (from ``metrics.jsonl``)."""
+    rows = []
+    for path in paths:
+        row = load_run(path)
+        file = path / "metrics.jsonl"
+        if not file.is_file():
+            continue
+        for line in file.read_text().splitlines():
+            if not line.strip():
+                continue
+            rec = json.loads(line)
+            if rec.get("kind") in ("train", "eval") and rec.get("loss") is not None:
+                rows.append({"variant": row["variant"], "seed": row["seed"], "kind": rec["kind"],
+                             "split": rec.get("split", "train"), "step": int(rec["step"]),
+                             "loss": float(rec["loss"])})
+    return pd.DataFrame(rows, columns=["variant", "seed", "kind", "split", "step", "loss"])

@@ -1,0 +1,128 @@
+"""``repro`` subcommands for the results stages of the workflow (``shared/cli.py`` calls ``add_subcommands``):
+
+    repro aggregate PAPER --profile P [--runs-dir runs] [--out-dir results/PAPER/P]
+    repro readme PAPER [--results-dir results] [--readme papers/PAPER/README.md] [--out FILE]
+    repro ledger [--results-dir results] [--out results/LEDGER.md]
+    repro new-paper SLUG                     # copies papers/_template/ to papers/SLUG/
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import re
+import shutil
+import sys
+from pathlib import Path
+
+from shared.config import list_papers, load_paper, papers_dir
+from shared.results import aggregate, ledger, plots, readme, tables
+
+log = logging.getLogger("repro.results")
+TEMPLATE = "_template"
+SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9_]*$")
+
+
+def cmd_aggregate(args: argparse.Namespace) -> int:
+    """runs/<slug>/<profile>/*/seed*/ → runs.csv, summary.csv, claims.csv, table.md, claims.png, curves.png."""
+    cfg = load_paper(args.paper)
+    variants, seeds = list(cfg["variants"]), cfg["profiles"][args.profile]["seeds"]
+    out = Path(args.out_dir or Path("results") / args.paper / args.profile)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = aggregate.find_runs(args.runs_dir, args.paper, args.profile, variants, seeds)
+    runs = aggregate.runs_frame(paths)
+    summary = aggregate.summarize(runs, variants)
+    claims = aggregate.claims_frame(cfg, args.paper, args.profile, runs)
+    runs.to_csv(out / readme.RUNS, index=False)
+    summary.to_csv(out / readme.SUMMARY, index=False)
+    claims.to_csv(out / readme.CLAIMS, index=False)
+    title = f"{args.paper} · profile {args.profile}"
+    claim_metrics = list(dict.fromkeys(c["metric"] for c in cfg.get("claims", [])))
+    plots.claims_bars(runs, claim_metrics, variants, out / readme.FIG_CLAIMS, title)
+    plots.learning_curves(aggregate.learning_curves(paths), variants, out / readme.FIG_CURVES, title)
+    (out / readme.TABLE).write_text(table_md(title, cfg["profiles"][args.profile], runs, summary, claims,
+                                             claim_metrics))
+    log.info("aggregated %d runs of %s/%s into %s", len(runs), args.paper, args.profile, out)
+    return 0
+
+
+def table_md(title, profile_cfg, runs, summary, claims, claim_metrics) -> str:
+    metrics = claim_metrics + [m for m in dict.fromkeys(summary["metric"]) if m not in claim_metrics]
+    parts = [f"## {title}", profile_cfg.get("description", ""), readme.provenance_line(runs),
+             tables.summary_table(summary, metrics) if len(summary) else "_No finished runs._"]
+    if len(claims):
+        parts.append(tables.claims_table(claims))
+    return "\n\n".join(p for p in parts if p).rstrip() + "\n"
+
+
+def cmd_readme(args: argparse.Namespace) -> int:
+    cfg = load_paper(args.paper)
+    path = Path(args.readme or papers_dir() / args.paper / "README.md")
+    generated = readme.update_readme(args.paper, cfg, args.results_dir, path)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(generated)
+    log.info("updated the generated sections of %s", path)
+    return 0
+
+
+def cmd_ledger(args: argparse.Namespace) -> int:
+    order = {slug: list(load_paper(slug)["profiles"]) for slug in list_papers()}
+    path = ledger.write_ledger(args.results_dir, papers_dir(), args.out or Path(args.results_dir) / "LEDGER.md",
+                               order)
+    log.info("wrote %s", path)
+    return 0
+
+
+def cmd_new_paper(args: argparse.Namespace) -> int:
+    """Copy the template folder, replacing ``{{slug}}``; the new config fails validation until its TODOs are filled."""
+    if not SLUG_RE.match(args.slug):
+        print(f"repro new-paper: slug must match {SLUG_RE.pattern}, got {args.slug!r}", file=sys.stderr)
+        return 2
+    src, dst = papers_dir() / TEMPLATE, papers_dir() / args.slug
+    if dst.exists():
+        print(f"repro new-paper: {dst} already exists", file=sys.stderr)
+        return 2
+    shutil.copytree(src, dst)
+    for file in dst.rglob("*"):
+        if file.is_file() and file.suffix in (".md", ".yaml", ".smk", ".py"):
+            file.write_text(file.read_text().replace("{{slug}}", args.slug))
+    log.info("created %s: fill in config.yaml (every TODO) and README.md, then `repro show %s`", dst, args.slug)
+    return 0
+
+
+def add_subcommands(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("aggregate", help="one paper × profile: runs → csv tables, table.md, figures, verdicts")
+    p.add_argument("paper")
+    p.add_argument("--profile", required=True)
+    p.add_argument("--runs-dir", default="runs")
+    p.add_argument("--out-dir", help="default results/PAPER/PROFILE")
+    p.set_defaults(func=cmd_aggregate)
+
+    p = sub.add_parser("readme", help="rewrite a paper README's generated sections from every profile's results")
+    p.add_argument("paper")
+    p.add_argument("--results-dir", default="results")
+    p.add_argument("--readme", help="default papers/PAPER/README.md")
+    p.add_argument("--out", help="also write the generated sections to this file (the workflow's output)")
+    p.set_defaults(func=cmd_readme)
+
+    p = sub.add_parser("ledger", help="results/LEDGER.md from every results/*/*/claims.csv")
+    p.add_argument("--results-dir", default="results")
+    p.add_argument("--out", help="default RESULTS_DIR/LEDGER.md")
+    p.set_defaults(func=cmd_ledger)
+
+    p = sub.add_parser("new-paper", help="start papers/SLUG/ from papers/_template/")
+    p.add_argument("slug")
+    p.set_defaults(func=cmd_new_paper)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Only these subcommands, for use without ``shared/cli.py``; ``repro`` itself is the normal entry point."""
+    parser = argparse.ArgumentParser(prog="repro-results")
+    add_subcommands(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

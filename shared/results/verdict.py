@@ -1,0 +1,138 @@
+"""The verdict rule shared by every claim: seeds of variant a vs seeds of variant b → one of three verdicts.
+
+Rule (also rendered into every paper README and the ledger by ``RULE_TEXT``):
+
+* Let s = +1 for ``direction: greater`` and -1 for ``less``. The effect is d = s · (mean(a) − mean(b)), so a positive
+  effect always points the way the paper claims; the margin m (default 0) is in the metric's own units.
+* Each side needs at least ``MIN_SEEDS`` = 3 runs, else ``inconclusive`` ("n<3").
+* Every value must be a finite number. A missing or non-finite value (``steps_to_target`` of a run that never reached
+  the target, a NaN loss of a diverged run) makes the claim ``inconclusive`` with a reason naming the side and count:
+  we do not guess what "never reached" is worth, and the raw numbers stay in ``runs.csv``.
+* 95% confidence interval of d from Welch's t-test (unequal variances, Welch-Satterthwaite degrees of freedom).
+  ``reproduced`` when the whole CI lies above m; ``not reproduced`` when the whole CI lies below m (with m = 0: the
+  CI excludes the claimed sign); otherwise ``inconclusive``.
+* Zero variance on both sides makes the CI the single point d: then d > m is ``reproduced``, d < m ``not reproduced``
+  and d = m ``inconclusive``.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Iterable
+
+from scipy import stats
+
+MIN_SEEDS = 3
+CONFIDENCE = 0.95
+REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE = "reproduced", "not reproduced", "inconclusive"
+
+RULE_TEXT = (
+    "**Verdict rule** (`shared/results/verdict.py`). For each claim \"a is greater (or less) than b in metric M\" we "
+    "take the effect d = mean(a) − mean(b), signed so that d > 0 points the way the paper claims, and its 95% "
+    "confidence interval from Welch's t-test over seeds. **reproduced**: the whole interval lies above the claimed "
+    "margin (0 unless the claim gives one); **not reproduced**: the whole interval lies below it (with no margin: "
+    "the data exclude the claimed sign); otherwise **inconclusive**. Fewer than 3 seeds on either side, or any "
+    "missing value (e.g. a run that never reached the target loss, or a NaN loss after divergence), is "
+    "inconclusive with the reason stated. A verdict always names its profile: a `tiny` or `smoke` verdict tests "
+    "the pipeline at a small scale, not the paper's setting."
+)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Outcome of one claim on one profile; ``effect``, ``ci_low``, ``ci_high`` are signed (positive = as claimed)."""
+
+    verdict: str
+    reason: str
+    effect: float
+    ci_low: float
+    ci_high: float
+    p_value: float
+    n_a: int
+    n_b: int
+    mean_a: float
+    std_a: float
+    mean_b: float
+    std_b: float
+    missing_a: int = 0  # values that were missing or non-finite; means and stds are over the others
+    missing_b: int = 0
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _clean(values: Iterable) -> tuple[list[float], int]:
+    """(finite values as floats, count of missing / non-finite ones)."""
+    finite, missing = [], 0
+    for v in values:
+        try:
+            x = float(v)
+        except (TypeError, ValueError):
+            missing += 1
+            continue
+        if math.isfinite(x):
+            finite.append(x)
+        else:
+            missing += 1
+    return finite, missing
+
+
+def _mean_std(xs: list[float]) -> tuple[float, float]:
+    if not xs:
+        return math.nan, math.nan
+    mean = sum(xs) / len(xs)
+    if len(xs) < 2:
+        return mean, math.nan
+    return mean, math.sqrt(sum((x - mean) ** 2 for x in xs) / (len(xs) - 1))
+
+
+def welch_ci(a: list[float], b: list[float], confidence: float = CONFIDENCE) -> tuple[float, float, float, float]:
+    """(mean(a) − mean(b), CI low, CI high, two-sided p) by Welch's t-test; needs ≥ 2 values per side."""
+    (ma, sa), (mb, sb) = _mean_std(a), _mean_std(b)
+    diff = ma - mb
+    va, vb = sa ** 2 / len(a), sb ** 2 / len(b)
+    se = math.sqrt(va + vb)
+    if se == 0.0:  # both sides constant: the interval is the point itself
+        return diff, diff, diff, (1.0 if diff == 0 else 0.0)
+    # Welch-Satterthwaite degrees of freedom
+    df = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
+    half = stats.t.ppf(0.5 + confidence / 2, df) * se
+    p = 2.0 * stats.t.sf(abs(diff) / se, df)
+    return diff, diff - half, diff + half, float(p)
+
+
+def judge(a: Iterable, b: Iterable, direction: str, margin: float = 0.0,
+          min_seeds: int = MIN_SEEDS) -> Verdict:
+    """Apply the verdict rule to the per-seed values of variant ``a`` and variant ``b`` (module docstring)."""
+    if direction not in ("greater", "less"):
+        raise ValueError(f"direction must be 'greater' or 'less', got {direction!r}")
+    if margin is None or (isinstance(margin, float) and math.isnan(margin)):
+        margin = 0.0
+    if margin < 0:
+        raise ValueError(f"margin must be >= 0 (in the metric's units), got {margin}")
+    a, b = list(a), list(b)
+    (fa, miss_a), (fb, miss_b) = _clean(a), _clean(b)
+    (ma, sa), (mb, sb) = _mean_std(fa), _mean_std(fb)
+    sign = 1.0 if direction == "greater" else -1.0
+    nan = math.nan
+
+    def out(verdict: str, reason: str, effect=nan, lo=nan, hi=nan, p=nan) -> Verdict:
+        return Verdict(verdict, reason, effect, lo, hi, p, len(a), len(b), ma, sa, mb, sb, miss_a, miss_b)
+
+    if len(a) < min_seeds or len(b) < min_seeds:
+        return out(INCONCLUSIVE, f"n<{min_seeds} (n_a={len(a)}, n_b={len(b)})",
+                   effect=sign * (ma - mb) if fa and fb else nan)
+    if miss_a or miss_b:
+        parts = [f"{side}: {m} of {n} values missing or non-finite"
+                 for side, m, n in (("a", miss_a, len(a)), ("b", miss_b, len(b))) if m]
+        return out(INCONCLUSIVE, "; ".join(parts) + " (e.g. target never reached, or diverged)")
+    diff, lo, hi, p = welch_ci(fa, fb)
+    # sign the interval so that positive means "as the paper claims"
+    effect, lo, hi = sign * diff, min(sign * lo, sign * hi), max(sign * lo, sign * hi)
+    ci = f"95% CI [{lo:.4g}, {hi:.4g}]"
+    where = f"the margin {margin:g}" if margin else "0"
+    if lo > margin:
+        return out(REPRODUCED, f"{ci} lies above {where}", effect, lo, hi, p)
+    if hi < margin:
+        return out(NOT_REPRODUCED, f"{ci} lies below {where}", effect, lo, hi, p)
+    return out(INCONCLUSIVE, f"{ci} contains {where}", effect, lo, hi, p)

@@ -1,0 +1,195 @@
+"""The one training loop: classification and language modelling, from a resolved run config (docs/design.md).
+
+Reproducibility: python/numpy/torch are seeded from ``cfg["seed"]``; each batch (order and augmentation) is a pure
+function of (seed, step), and the checkpoint stores model, optimizer, scheduler, scaler and RNG states, so a killed run
+resumed with ``resume=True`` finishes with the same final metrics as an uninterrupted one (tests/test_train.py).
+"""
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from shared.config import config_hash
+from shared.data import ClassificationBatches, ClassificationData, LMBatches, load_data
+from shared.models import create_model
+from shared.optim import OPTIMIZERS, create_optimizer, create_scheduler
+from shared.train.checkpoint import load_checkpoint, save_checkpoint
+from shared.train.device import autocast, device_description, resolve_device, rng_state, seed_everything, set_rng_state
+from shared.train.evaluate import evaluate
+from shared.train.logger import MetricsLog
+from shared.train.provenance import git_state, library_versions, now
+
+
+def build(cfg: dict, device: torch.device):
+    """Data, model, batch source and step count for a run config."""
+    data = load_data(cfg["data"])
+    task = "classification" if isinstance(data, ClassificationData) else "lm"
+    size_kw = {"num_classes": data.num_classes} if task == "classification" else {"vocab_size": data.vocab_size}
+    model = create_model(cfg["model"]["name"], **size_kw, **cfg["model"]["kwargs"]).to(device)
+    if task == "classification" and cfg["train"]["channels_last"]:
+        model = model.to(memory_format=torch.channels_last)
+    tr = cfg["train"]
+    if task == "classification":
+        batches = ClassificationBatches(data, tr["batch_size"], cfg["seed"], device, cfg["data"]["augment"])
+    else:
+        batches = LMBatches(data.train, tr["batch_size"], cfg["data"]["seq_len"], cfg["seed"], device,
+                            mode=cfg["data"]["lm_batching"])
+    total = tr["steps"] if tr["steps"] is not None else math.ceil(tr["epochs"] * batches.steps_per_epoch)
+    return data, task, model, batches, total
+
+
+def _optimizers(cfg: dict, model, total_steps: int):
+    oc, sc = cfg["optimizer"], cfg["schedule"]
+    opt = create_optimizer(oc["name"], model, lr=oc["lr"], weight_decay=oc["weight_decay"],
+                           no_decay_norm_bias=oc["no_decay_norm_bias"], **oc["kwargs"])
+    warmup = sc["warmup_steps"] or round(sc["warmup_frac"] * total_steps)
+    sched = create_scheduler(sc["name"], opt, total_steps=total_steps, warmup_steps=warmup, **sc["kwargs"])
+    return opt, sched
+
+
+def _loss(logits, y, label_smoothing: float):
+    return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), y.reshape(-1), label_smoothing=label_smoothing)
+
+
+class _State:
+    """Everything about the run's progress that is not in a torch object; checkpointed as a dict."""
+
+    def __init__(self):
+        self.step, self.elapsed, self.diverged, self.steps_to_target = 0, 0.0, False, None
+        self.best: dict[str, float] = {}
+        self.last_eval: dict[str, dict] = {}
+
+
+def run(cfg: dict, out_dir: str | Path, *, resume: bool = False, meta: dict | None = None) -> dict:
+    """Train one run described by ``cfg`` into ``out_dir``; return (and write) ``final.json``'s content."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    final_path, ckpt_path = out / "final.json", out / "checkpoint.pt"
+    if resume and final_path.exists():
+        return json.loads(final_path.read_text())
+    final_path.unlink(missing_ok=True)
+
+    seed_everything(cfg["seed"])
+    device = resolve_device(cfg["device"])
+    data, task, model, batches, total = build(cfg, device)
+    opt, sched = _optimizers(cfg, model, total)
+    needs_closure = OPTIMIZERS.info(cfg["optimizer"]["name"]).get("needs_closure", False)
+    tr = cfg["train"]
+    scaler = torch.amp.GradScaler(device.type, enabled=tr["precision"] == "fp16")
+    st = _State()
+
+    resumed = resume and ckpt_path.exists()
+    if resumed:
+        ck = load_checkpoint(ckpt_path)
+        model.load_state_dict(ck["model"]), opt.load_state_dict(ck["optimizer"])
+        sched.load_state_dict(ck["scheduler"]), scaler.load_state_dict(ck["scaler"])
+        set_rng_state(ck["rng"])
+        st.__dict__.update(ck["state"])
+    log = MetricsLog(out / "metrics.jsonl", resume_step=st.step if resumed else None)
+
+    info = dict(meta or {})
+    info.update(config=cfg, config_hash=config_hash(cfg), seed=cfg["seed"], device=device_description(device),
+                device_type=device.type, precision=tr["precision"], task=task, total_steps=total,
+                n_params=sum(p.numel() for p in model.parameters()), data=data.info, versions=library_versions(),
+                start_time=now(), resumed_from_step=st.step if resumed else None, **git_state())
+    (out / "meta.json").write_text(json.dumps(info, indent=2, default=str))
+
+    def checkpoint():
+        save_checkpoint(ckpt_path, {"model": model.state_dict(), "optimizer": opt.state_dict(),
+                                    "scheduler": sched.state_dict(), "scaler": scaler.state_dict(),
+                                    "rng": rng_state(), "state": dict(st.__dict__)})
+
+    def run_eval():
+        for split in data.eval_sets:
+            m = evaluate(model, data, split, task, cfg, device)
+            st.last_eval[split] = m
+            st.best[split] = min(st.best.get(split, math.inf), m["loss"])
+            log.write(kind="eval", step=st.step, split=split, **m, wall_time=st.elapsed + time.perf_counter() - t0)
+        target_split = "val" if "val" in st.last_eval else "test"
+        if (tr["target_loss"] is not None and st.steps_to_target is None
+                and st.last_eval[target_split]["loss"] <= tr["target_loss"]):
+            st.steps_to_target = st.step
+
+    model.train()
+    t0, t_log, n_seen = time.perf_counter(), time.perf_counter(), 0
+    bar = tqdm(total=total, initial=st.step, desc=f"{cfg['model']['name']} seed {cfg['seed']}",
+               disable=not sys.stderr.isatty(), leave=False)
+    while st.step < total and not st.diverged:
+        x, y = batches.batch(st.step)
+        if task == "classification" and tr["channels_last"]:
+            x = x.contiguous(memory_format=torch.channels_last)
+
+        def closure():
+            opt.zero_grad(set_to_none=True)
+            with autocast(device, tr["precision"]):
+                loss_ = _loss(model(x), y, tr["label_smoothing"])
+            scaler.scale(loss_).backward()
+            return loss_
+
+        loss = closure()
+        scaler.unscale_(opt)
+        log_now = (st.step + 1) % tr["log_every"] == 0 or st.step + 1 == total
+        grad_norm = None
+        if tr["grad_clip"] is not None or log_now:
+            clip = tr["grad_clip"] if tr["grad_clip"] is not None else math.inf
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip).item()
+        lr = opt.param_groups[0]["lr"]
+        if needs_closure:  # e.g. L-BFGS re-evaluates the loss itself
+            scaler.step(opt, closure)
+        else:
+            scaler.step(opt)
+        scaler.update()
+        sched.step()
+        st.step += 1
+        n_seen += x.shape[0]
+        bar.update(1)
+
+        loss_value = loss.item()
+        if not math.isfinite(loss_value) or (tr["divergence_loss"] is not None and loss_value > tr["divergence_loss"]):
+            st.diverged = True
+        if log_now or st.diverged:
+            now_t = time.perf_counter()
+            log.write(kind="train", step=st.step, loss=loss_value, lr=lr, grad_norm=grad_norm,
+                      examples_per_s=n_seen / max(now_t - t_log, 1e-9), wall_time=st.elapsed + now_t - t0)
+            bar.set_postfix(loss=f"{loss_value:.3f}")
+            t_log, n_seen = now_t, 0
+        if not st.diverged and tr["eval_every"] and st.step % tr["eval_every"] == 0 and st.step < total:
+            run_eval()
+        if tr["checkpoint_every"] and st.step % tr["checkpoint_every"] == 0 and st.step < total:
+            st.elapsed += time.perf_counter() - t0
+            t0 = time.perf_counter()
+            checkpoint()
+    bar.close()
+
+    if not st.diverged:
+        run_eval()
+    st.elapsed += time.perf_counter() - t0
+    checkpoint()
+    log.close()
+    final = _final(st, data.eval_sets, task)
+    info.update(end_time=now(), wall_time_s=st.elapsed, diverged=st.diverged, final_step=st.step)
+    (out / "meta.json").write_text(json.dumps(info, indent=2, default=str))
+    final_path.write_text(json.dumps(final, indent=2))
+    return final
+
+
+def _final(st: _State, splits, task: str) -> dict:
+    metrics: dict[str, float | int | None] = {}
+    for split in splits:
+        last = st.last_eval.get(split, {}) if not st.diverged else {}
+        for key in ("loss", "accuracy", "perplexity"):
+            if key == "loss" or (key == "accuracy") == (task == "classification"):
+                v = last.get(key)
+                metrics[f"{split}_{key}"] = v if v is None or math.isfinite(v) else None
+        best = st.best.get(split)
+        metrics[f"best_{split}_loss"] = best if best is not None and math.isfinite(best) else None
+    metrics["steps_to_target"] = st.steps_to_target
+    metrics["diverged"] = int(st.diverged)
+    return {"metrics": metrics, "step": st.step, "diverged": st.diverged, "wall_time_s": st.elapsed}

@@ -1,0 +1,112 @@
+"""Config loading, merging and validation: error messages name the file, the key path and the allowed keys."""
+import copy
+
+import pytest
+import yaml
+
+from shared.config import (ConfigError, config_hash, deep_merge, list_papers, load_paper, resolve_paper_run,
+                           resolve_run_config)
+
+MINIMAL = {"train": {"steps": 3}}
+
+
+def test_resolve_run_config_fills_defaults():
+    cfg = resolve_run_config(copy.deepcopy(MINIMAL))
+    assert cfg["train"]["steps"] == 3 and cfg["train"]["batch_size"] == 128
+    assert cfg["optimizer"]["name"] == "sgd" and cfg["seed"] == 0
+
+
+def test_unknown_key_names_path_and_allowed_keys():
+    with pytest.raises(ConfigError) as err:
+        resolve_run_config({"train": {"steps": 3, "bacth_size": 8}}, "my.yaml")
+    msg = str(err.value)
+    assert "my.yaml" in msg and "train.bacth_size" in msg and "batch_size" in msg
+
+
+def test_unknown_top_level_key_lists_sections():
+    with pytest.raises(ConfigError, match=r"unknown key optimiser; allowed keys here: data, device, model"):
+        resolve_run_config({"optimiser": {}, **MINIMAL})
+
+
+def test_bad_value_names_path():
+    with pytest.raises(ConfigError, match=r"optimizer\.lr"):
+        resolve_run_config({"optimizer": {"lr": -0.1}, **MINIMAL})
+    with pytest.raises(ConfigError, match=r"train\.precision"):
+        resolve_run_config({"train": {"steps": 3, "precision": "fp8"}})
+
+
+def test_steps_and_epochs_exclusive():
+    with pytest.raises(ConfigError, match="exactly one of train.steps and train.epochs"):
+        resolve_run_config({"train": {"steps": 3, "epochs": 1}})
+    with pytest.raises(ConfigError, match="exactly one"):
+        resolve_run_config({})
+
+
+def test_deep_merge_merges_mappings_and_replaces_lists():
+    base = {"a": {"x": 1, "y": [1, 2]}, "b": 1}
+    out = deep_merge(base, {"a": {"y": [3]}, "c": 2})
+    assert out == {"a": {"x": 1, "y": [3]}, "b": 1, "c": 2}
+    assert base["a"]["y"] == [1, 2]  # inputs untouched
+
+
+def test_config_hash_ignores_key_order():
+    assert config_hash({"a": 1, "b": {"c": 2, "d": 3}}) == config_hash({"b": {"d": 3, "c": 2}, "a": 1})
+    assert config_hash({"a": 1}) != config_hash({"a": 2})
+
+
+@pytest.mark.parametrize("slug", list_papers())
+def test_paper_config_resolves_every_variant_and_profile(slug):
+    cfg = load_paper(slug)
+    for profile, spec in cfg["profiles"].items():
+        for variant in cfg["variants"]:
+            run = resolve_paper_run(slug, variant, profile, spec["seeds"][-1])
+            assert run["seed"] == spec["seeds"][-1]
+
+
+def _write_paper(root, **changes):
+    cfg = {
+        "paper": {"title": "T", "arxiv": "0000.00000", "authors": "A", "year": 2020},
+        "base": {"optimizer": {"lr": 0.5}, "train": {"steps": 10, "batch_size": 4}},
+        "profiles": {"smoke": {"seeds": [0], "overrides": {"train": {"steps": 2}, "optimizer": {"lr": 0.2}}}},
+        "variants": {"a": {"overrides": {"optimizer": {"lr": 0.1}}}, "b": {}},
+        "claims": [{"id": "c", "text": "a beats b", "metric": "test_accuracy", "compare": {"a": "a", "b": "b"},
+                    "direction": "greater"}],
+    }
+    cfg.update(changes)
+    (root / "p").mkdir(exist_ok=True)
+    (root / "p" / "config.yaml").write_text(yaml.safe_dump(cfg))
+
+
+def test_paper_resolution_order_variant_over_profile_over_base(tmp_path, monkeypatch):
+    monkeypatch.setenv("REPRO_PAPERS_DIR", str(tmp_path))
+    _write_paper(tmp_path)
+    a = resolve_paper_run("p", "a", "smoke", 7)
+    b = resolve_paper_run("p", "b", "smoke")
+    assert a["optimizer"]["lr"] == 0.1 and b["optimizer"]["lr"] == 0.2
+    assert a["train"]["steps"] == 2 and a["train"]["batch_size"] == 4 and a["seed"] == 7 and b["seed"] == 0
+
+
+def test_paper_claim_with_unknown_variant_fails(tmp_path, monkeypatch):
+    monkeypatch.setenv("REPRO_PAPERS_DIR", str(tmp_path))
+    _write_paper(tmp_path, claims=[{"id": "c", "text": "t", "metric": "m", "compare": {"a": "a", "b": "zz"},
+                                    "direction": "less"}])
+    with pytest.raises(ConfigError, match=r"claims\.0\.compare\.b: unknown variant 'zz'; variants: a, b"):
+        load_paper("p")
+
+
+def test_paper_variant_typo_fails_at_load(tmp_path, monkeypatch):
+    monkeypatch.setenv("REPRO_PAPERS_DIR", str(tmp_path))
+    _write_paper(tmp_path, variants={"a": {"overrides": {"optimizer": {"learning_rate": 0.1}}}})
+    with pytest.raises(ConfigError, match=r"config.yaml: unknown key variants\.a\.overrides\.optimizer\.learning_rate"):
+        load_paper("p")
+
+
+def test_unknown_paper_and_variant_list_known(tmp_path, monkeypatch):
+    monkeypatch.setenv("REPRO_PAPERS_DIR", str(tmp_path))
+    _write_paper(tmp_path)
+    with pytest.raises(ConfigError, match="known papers: p"):
+        load_paper("nope")
+    with pytest.raises(ConfigError, match="unknown variant 'c'; variants: a, b"):
+        resolve_paper_run("p", "c", "smoke")
+    with pytest.raises(ConfigError, match="unknown profile 'tiny'; profiles: smoke"):
+        resolve_paper_run("p", "a", "tiny")

@@ -1,0 +1,188 @@
+"""Results tooling on synthetic run directories: aggregation, tables, README sections, ledger, figures, CLI."""
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from shared.results import aggregate, ledger, plots, readme, tables
+from shared.results.cli import main as results_main
+
+PAPER = {
+    "paper": {"title": "A toy paper", "arxiv": "0000.00000", "authors": "A. Author", "year": 2020},
+    "base": {"data": {"dataset": "cifar10"}, "model": {"name": "resnet20"}, "train": {"steps": 10}},
+    "profiles": {"smoke": {"seeds": [0], "description": "plumbing"},
+                 "tiny": {"seeds": [0, 1, 2], "description": "small"}},
+    "variants": {"relu": {"overrides": {}}, "mish": {"overrides": {}}},
+    "claims": [{"id": "mish_beats_relu", "text": "Mish beats ReLU.", "paper_value": "92.0 vs 91.7",
+                "metric": "test_accuracy", "compare": {"a": "mish", "b": "relu"}, "direction": "greater"},
+               {"id": "mish_faster", "text": "Mish reaches the target sooner.", "paper_value": None,
+                "metric": "steps_to_target", "compare": {"a": "mish", "b": "relu"}, "direction": "less"}],
+}
+README = """# A toy paper
+
+## Results
+<!-- BEGIN GENERATED: results -->
+not run yet
+<!-- END GENERATED: results -->
+
+## Verdict
+<!-- BEGIN GENERATED: verdict -->
+<!-- END GENERATED: verdict -->
+
+## Discussion
+Hand-written.
+"""
+
+
+def make_run(runs_dir, slug, profile, variant, seed, acc, steps_to_target=100, n_eval=3):
+    """A finished run directory as `repro run` writes it (docs/design.md)."""
+    d = aggregate.run_dir(runs_dir, slug, profile, variant, seed)
+    d.mkdir(parents=True)
+    meta = {"git_commit": "abc1234def5678", "git_dirty": False, "config_hash": f"h{variant}{seed}", "paper": slug,
+            "variant": variant, "profile": profile, "seed": seed, "device": "cpu", "precision": "bf16",
+            "data": {"dataset": "cifar10", "variant": "cifar10-recon", "files": {"test_batch": "00ff"},
+                     "tokenizer": None},
+            "start_time": "2026-01-01T00:00:00", "wall_time_s": 3.0}
+    (d / "meta.json").write_text(json.dumps(meta))
+    lines = [{"kind": "train", "step": s, "loss": 2.0 / (s + 1), "lr": 0.1, "grad_norm": 1.0,
+              "examples_per_s": 100.0, "wall_time": s * 0.1} for s in range(0, 30, 10)]
+    lines += [{"kind": "eval", "step": 10 * (i + 1), "split": "test", "loss": 1.5 / (i + 1), "accuracy": acc,
+               "wall_time": i} for i in range(n_eval)]
+    (d / "metrics.jsonl").write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    final = {"metrics": {"test_loss": 0.5, "test_accuracy": acc, "best_test_loss": 0.5,
+                         "steps_to_target": steps_to_target, "diverged": 0},
+             "step": 30, "diverged": 0, "wall_time_s": 3.0 + seed}
+    (d / "final.json").write_text(json.dumps(final))
+    return d
+
+
+@pytest.fixture
+def tiny_runs(tmp_path):
+    runs = tmp_path / "runs"
+    for seed, (m, r) in enumerate([(0.92, 0.90), (0.921, 0.901), (0.919, 0.899)]):
+        make_run(runs, "toy", "tiny", "mish", seed, m, steps_to_target=None if seed == 2 else 80)
+        make_run(runs, "toy", "tiny", "relu", seed, r, steps_to_target=120)
+    return runs
+
+
+def test_aggregate_runs_one_row_per_run_with_provenance(tiny_runs):
+    paths = aggregate.find_runs(tiny_runs, "toy", "tiny", ["relu", "mish"], [0, 1, 2, 3])
+    assert len(paths) == 6  # seed 3 is absent and skipped
+    runs = aggregate.runs_frame(paths)
+    assert len(runs) == 6
+    for col in ("git_commit", "config_hash", "seed", "device", "precision", "data_variant", "wall_time_s",
+                "test_accuracy", "steps_to_target"):
+        assert col in runs.columns
+    assert set(runs["data_variant"]) == {"cifar10-recon"}
+    assert runs["steps_to_target"].isna().sum() == 1
+
+
+def test_aggregate_summary_mean_std_n(tiny_runs):
+    runs = aggregate.runs_frame(aggregate.find_runs(tiny_runs, "toy", "tiny", ["relu", "mish"], [0, 1, 2]))
+    summary = aggregate.summarize(runs, ["relu", "mish"])
+    row = summary[(summary.variant == "mish") & (summary.metric == "test_accuracy")].iloc[0]
+    assert row["mean"] == pytest.approx(0.92) and row["std"] == pytest.approx(0.001) and row["n"] == 3
+    steps = summary[(summary.variant == "mish") & (summary.metric == "steps_to_target")].iloc[0]
+    assert (steps["n"], steps["n_runs"]) == (2, 3)
+    assert list(dict.fromkeys(summary["variant"])) == ["relu", "mish"]
+
+
+def test_aggregate_claims_verdicts(tiny_runs):
+    runs = aggregate.runs_frame(aggregate.find_runs(tiny_runs, "toy", "tiny", ["relu", "mish"], [0, 1, 2]))
+    claims = aggregate.claims_frame(PAPER, "toy", "tiny", runs).set_index("claim")
+    assert claims.loc["mish_beats_relu", "verdict"] == "reproduced"
+    assert claims.loc["mish_faster", "verdict"] == "inconclusive"
+    assert "missing" in claims.loc["mish_faster", "reason"]
+    assert claims.loc["mish_beats_relu", "data_variant"] == "cifar10-recon"
+
+
+def test_markdown_table_escapes_pipes():
+    text = tables.markdown_table(["a", "b"], [["x|y", 1.5]])
+    assert text.splitlines() == ["| a | b |", "|---|---|", "| x\\|y | 1.5 |"]
+    assert tables.mean_std(0.91234, 0.0012, 3) == "0.9123 ± 0.0012 (n=3)"
+    assert tables.mean_std(float("nan"), float("nan"), 0) == "– (n=0)"
+
+
+def test_readme_replace_section_keeps_the_rest():
+    out = readme.replace_section(README, "results", "| new |")
+    assert "| new |" in out and "not run yet" not in out
+    assert out.endswith("Hand-written.\n") and out.count("<!-- BEGIN GENERATED: results -->") == 1
+    assert readme.replace_section(out, "results", "| new |") == out  # idempotent
+
+
+@pytest.mark.parametrize("text", ["# no markers\n", README.replace("<!-- END GENERATED: results -->", ""),
+                                  README + "<!-- BEGIN GENERATED: results -->\n"])
+def test_readme_missing_or_duplicate_markers_raise(text):
+    with pytest.raises(readme.MarkerError, match="results"):
+        readme.replace_section(text, "results", "x", "README.md")
+
+
+def _aggregate(tmp_path, monkeypatch, runs_dir, profile):
+    papers = tmp_path / "papers"
+    (papers / "toy").mkdir(parents=True, exist_ok=True)
+    (papers / "toy" / "config.yaml").write_text(yaml.safe_dump(PAPER))
+    if not (papers / "toy" / "README.md").exists():
+        (papers / "toy" / "README.md").write_text(README)
+    monkeypatch.setenv("REPRO_PAPERS_DIR", str(papers))
+    out = tmp_path / "results" / "toy" / profile
+    assert results_main(["aggregate", "toy", "--profile", profile, "--runs-dir", str(runs_dir),
+                         "--out-dir", str(out)]) == 0
+    return out
+
+
+def test_cli_aggregate_writes_tables_and_figures(tmp_path, monkeypatch, tiny_runs):
+    out = _aggregate(tmp_path, monkeypatch, tiny_runs, "tiny")
+    for name in ("runs.csv", "summary.csv", "claims.csv", "table.md", "claims.png", "curves.png"):
+        assert (out / name).is_file() and (out / name).stat().st_size > 0, name
+    assert (out / "claims.png").read_bytes()[:4] == b"\x89PNG"
+    table = (out / "table.md").read_text()
+    assert "`mish_beats_relu`" in table and "**reproduced**" in table and "cifar10-recon" in table
+
+
+def test_readme_and_ledger_keep_every_profile(tmp_path, monkeypatch, tiny_runs):
+    make_run(tiny_runs, "toy", "smoke", "mish", 0, 0.1)
+    make_run(tiny_runs, "toy", "smoke", "relu", 0, 0.1)
+    _aggregate(tmp_path, monkeypatch, tiny_runs, "tiny")
+    _aggregate(tmp_path, monkeypatch, tiny_runs, "smoke")
+    results, readme_path = tmp_path / "results", tmp_path / "papers" / "toy" / "README.md"
+    assert results_main(["readme", "toy", "--results-dir", str(results), "--out", str(tmp_path / "s.md")]) == 0
+    text = readme_path.read_text()
+    assert "### Profile `smoke`" in text and "### Profile `tiny`" in text
+    assert text.index("### Profile `smoke`") < text.index("### Profile `tiny`")  # config order
+    assert "](../../results/toy/tiny/claims.png)" in text
+    assert "**reproduced** on profile `tiny`" in text and "n<3" in text
+    assert "Verdict rule" in text and text.endswith("Hand-written.\n")
+    assert results_main(["ledger", "--results-dir", str(results)]) == 0
+    led = (results / "LEDGER.md").read_text()
+    rows = [line for line in led.splitlines() if line.startswith("| [toy]")]
+    assert len(rows) == 4  # 2 claims × 2 profiles
+    assert "(../papers/toy/README.md)" in rows[0] and "92.0 vs 91.7" in led
+
+
+def test_ledger_rows_empty_without_results(tmp_path):
+    assert ledger.ledger_rows(ledger.collect_claims(tmp_path), tmp_path, tmp_path / "LEDGER.md") == []
+    assert "_No results yet._" in ledger.render_ledger(tmp_path, tmp_path, tmp_path / "LEDGER.md")
+
+
+def test_plots_written_with_missing_values(tmp_path):
+    runs = pd.DataFrame({"variant": ["a", "a", "b"], "seed": [0, 1, 0], "m": [1.0, float("nan"), 2.0]})
+    assert plots.claims_bars(runs, ["m", "absent"], ["a", "b"], tmp_path / "bars.png").stat().st_size > 0
+    empty = pd.DataFrame(columns=["variant", "seed", "kind", "split", "step", "loss"])
+    assert plots.learning_curves(empty, ["a"], tmp_path / "curves.png").is_file()
+
+
+def test_new_paper_copies_template(tmp_path, monkeypatch):
+    papers = tmp_path / "papers"
+    template = Path(__file__).resolve().parents[1] / "papers" / "_template"
+    import shutil
+
+    shutil.copytree(template, papers / "_template")
+    monkeypatch.setenv("REPRO_PAPERS_DIR", str(papers))
+    assert results_main(["new-paper", "my_paper"]) == 0
+    text = (papers / "my_paper" / "README.md").read_text()
+    assert "{{slug}}" not in text and "my_paper" in text
+    assert readme.sections_in(text) == ["results", "verdict"]
+    assert results_main(["new-paper", "my_paper"]) == 2  # exists already
+    assert results_main(["new-paper", "Bad-Slug"]) == 2

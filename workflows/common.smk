@@ -1,0 +1,121 @@
+# Loads and validates the workflow config and every paper config; input functions and wildcard constraints.
+# Rule files stay declarative (STYLE.md, Snakefile and rules): anything computed lives here.
+import functools
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+from snakemake.utils import validate
+
+validate(config, schema="schemas/config.schema.yaml")
+
+REPO = Path(workflow.basedir)
+if str(REPO) not in sys.path:  # `shared` importable without an installed package
+    sys.path.insert(0, str(REPO))
+
+# papers come from $REPRO_PAPERS_DIR if set (tests use a copy), else the repository's papers/
+from shared.config import config_hash, list_papers, load_paper, papers_dir, resolve_paper_run
+
+PROFILE = config["profile"]
+RUNS = config["runs_dir"].rstrip("/")
+RESULTS = config["results_dir"].rstrip("/")
+PAPERS_DIR = papers_dir()
+ALL_PAPERS = {slug: load_paper(slug) for slug in (config["papers"] or list_papers())}
+# papers that define the chosen profile (a paper may have no `paper` profile yet)
+PAPERS = {slug: cfg for slug, cfg in ALL_PAPERS.items() if PROFILE in cfg["profiles"]}
+PAPER_RULES = sorted(
+    str(p) for p in Path(PAPERS_DIR).glob("*/rules.smk") if not p.parent.name.startswith(("_", "."))
+)
+
+
+def _repro_bin():
+    """Where shell commands find plain `repro` (STYLE.md, rules call the CLI): beside Snakemake's python (a venv),
+    else on PATH, else workflows/bin/repro, which runs `python -m shared.cli` with Snakemake's python."""
+    beside = Path(sys.executable).with_name("repro")
+    if beside.is_file():
+        return str(beside.parent)
+    return "" if shutil.which("repro") else str(REPO / "workflows" / "bin")
+
+
+# every job's shell starts with this (local jobs and cluster jobs alike), so `repro` and `shared` resolve
+shell.prefix(
+    "set -euo pipefail; "
+    + (f"export PATH='{_repro_bin()}':\"$PATH\"; " if _repro_bin() else "")
+    # the prefix is formatted like the command: braces doubled once for the f-string, once for Snakemake
+    + f"export REPRO_PYTHON='{sys.executable}'; export PYTHONPATH='{REPO}'${{{{PYTHONPATH:+:$PYTHONPATH}}}}; "
+)
+DEVICE = f"--device {config['device']}" if config["device"] else ""
+ENV = "../environment.yml"  # for --use-conda; the default is the environment Snakemake runs in
+
+
+wildcard_constraints:
+    paper=r"[a-z0-9][a-z0-9_]*",
+    profile=r"[a-z0-9][a-z0-9_.-]*",
+    variant=r"[a-z0-9][a-z0-9_.-]*",
+    seed=r"\d+",
+
+
+def profile_resources(profile):
+    return config["resources"].get(profile, config["resources"]["default"])
+
+
+def run_threads(wildcards):
+    return profile_resources(wildcards.profile)["threads"]
+
+
+def run_resource(key):
+    return lambda wildcards: profile_resources(wildcards.profile)[key]
+
+
+@functools.lru_cache(maxsize=None)
+def run_config_hash(paper, variant, profile, seed):
+    """Hash of the resolved run config: a job reruns when its own config changes, not on any edit of the file."""
+    return config_hash(resolve_paper_run(paper, variant, profile, int(seed)))
+
+
+def run_dirs(paper, profile):
+    cfg = ALL_PAPERS[paper] if paper in ALL_PAPERS else load_paper(paper)
+    return [
+        f"{RUNS}/{paper}/{profile}/{variant}/seed{seed}"
+        for variant in cfg["variants"]
+        for seed in cfg["profiles"][profile]["seeds"]
+    ]
+
+
+def aggregate_inputs(wildcards):
+    dirs = run_dirs(wildcards.paper, wildcards.profile)
+    return {
+        "final": [f"{d}/final.json" for d in dirs],
+        "metrics": [f"{d}/metrics.jsonl" for d in dirs],
+    }
+
+
+def claims_spec(wildcards):
+    """What the aggregate step reads from the paper config besides the runs: claims and the profile text."""
+    cfg = load_paper(wildcards.paper)
+    return json.dumps({"claims": cfg.get("claims", []), "profile": cfg["profiles"][wildcards.profile]})
+
+
+def results_files(paper, profile):
+    return [f"{RESULTS}/{paper}/{profile}/{name}" for name in RESULT_FILES]
+
+
+RESULT_FILES = ["runs.csv", "summary.csv", "claims.csv", "table.md", "claims.png", "curves.png"]
+
+
+def ledger_inputs(wildcards):
+    """This invocation's claims (and README updates, so the ledger is the last step); other profiles' committed
+    claims.csv files are read too, by the ledger command itself, without being targets."""
+    files = [f"{RESULTS}/{paper}/{PROFILE}/claims.csv" for paper in PAPERS]
+    if config["update_readmes"]:
+        files += [f"{RESULTS}/{paper}/{PROFILE}/readme_sections.md" for paper in PAPERS]
+    return files
+
+
+def all_targets():
+    targets = [f"{RESULTS}/LEDGER.md"]
+    for paper in PAPERS:
+        targets += results_files(paper, PROFILE)
+    return targets

@@ -1,0 +1,27 @@
+# Stage 2: one training run per paper × variant × profile × seed, through the CLI (rerun any job by hand).
+
+
+rule run:
+    input:
+        data=f"{RUNS}/{{paper}}/{{profile}}/data.json",
+    output:
+        final=f"{RUNS}/{{paper}}/{{profile}}/{{variant}}/seed{{seed}}/final.json",
+        meta=f"{RUNS}/{{paper}}/{{profile}}/{{variant}}/seed{{seed}}/meta.json",
+        metrics=f"{RUNS}/{{paper}}/{{profile}}/{{variant}}/seed{{seed}}/metrics.jsonl",
+    log:
+        f"{RUNS}/logs/run/{{paper}}/{{profile}}/{{variant}}/seed{{seed}}.log",
+    params:
+        out=lambda w, output: os.path.dirname(output.final),
+        device=DEVICE,
+        # reruns exactly the jobs whose resolved config changed (Snakemake's params rerun trigger)
+        config_hash=lambda w: run_config_hash(w.paper, w.variant, w.profile, w.seed),
+    conda:
+        ENV
+    threads: run_threads
+    resources:
+        mem_mb=run_resource("mem_mb"),
+        runtime=run_resource("runtime"),
+        gpu=run_resource("gpu"),
+    shell:
+        "repro run {wildcards.paper} --variant {wildcards.variant} --profile {wildcards.profile}"
+        " --seed {wildcards.seed} --out {params.out} --threads {threads} {params.device} > {log} 2>&1"
