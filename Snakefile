@@ -3,12 +3,14 @@
 #   snakemake -n                                    # the plan
 #   snakemake --report report.html                  # tables and figures in one HTML report
 # See docs/workflow.md. Rules live in workflows/*.smk; a paper's own analysis in papers/<slug>/rules.smk.
+import os
+
 from snakemake.utils import min_version
 
 min_version("9.0")
 
 
-configfile: "workflows/config.yaml"
+configfile: os.path.join(workflow.basedir, "workflows", "config.yaml")
 
 
 report: "workflows/report/workflow.rst"

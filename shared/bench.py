@@ -165,7 +165,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def add_subcommands(sub) -> None:
     p = sub.add_parser("bench", help="shared training loop vs a bare loop: examples/s side by side")
     p.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
-    p.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16", "fp16"])
+    p.add_argument("--precisions", nargs="+", default=["fp32"], choices=["fp32", "bf16", "fp16"])
     p.add_argument("--steps", type=int, default=80)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--device", default="cpu")

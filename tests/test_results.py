@@ -184,5 +184,8 @@ def test_new_paper_copies_template(tmp_path, monkeypatch):
     text = (papers / "my_paper" / "README.md").read_text()
     assert "{{slug}}" not in text and "my_paper" in text
     assert readme.sections_in(text) == ["results", "verdict"]
+    from shared.config import load_paper
+
+    assert load_paper("my_paper")["claims"][0]["id"] == "method_beats_baseline"  # the template validates
     assert results_main(["new-paper", "my_paper"]) == 2  # exists already
     assert results_main(["new-paper", "Bad-Slug"]) == 2

@@ -132,7 +132,8 @@ def claims_frame(paper_cfg: dict, slug: str, profile: str, runs: pd.DataFrame) -
         rows.append({"paper": slug, "profile": profile, "claim": claim["id"], "text": claim["text"],
                      "paper_value": claim.get("paper_value") or "", "metric": metric, "a": a, "b": b,
                      "direction": claim["direction"], "margin": claim.get("margin", 0.0), **v.as_dict(),
-                     "data_variant": _single(runs, "data_variant"), "precision": _single(runs, "precision"),
+                     "data_variant": _single(runs, "data_variant"), "tokenizer": _single(runs, "tokenizer"),
+                     "precision": _single(runs, "precision"),
                      "device": _single(runs, "device")})
     return pd.DataFrame(rows)
 

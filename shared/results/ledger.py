@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from shared.results import tables
-from shared.results.readme import CLAIMS
+from shared.results.readme import CLAIMS, data_label
 from shared.results.verdict import RULE_TEXT
 
 HEADERS = ["paper", "claim", "profile", "paper's number", "ours: a", "ours: b", "effect (95% CI)", "verdict",
@@ -44,7 +44,7 @@ def ledger_rows(claims: pd.DataFrame, papers_dir: str | Path, ledger_path: str |
                      c["paper_value"] if isinstance(c["paper_value"], str) else "–",
                      f"`{c['a']}` {tables.side_stats(c, 'a')}", f"`{c['b']}` {tables.side_stats(c, 'b')}",
                      f"{c['metric']}: {tables.effect_ci(c)}", f"**{c['verdict']}**",
-                     f"{c['data_variant']}, {c['precision']}"])
+                     data_label(c) + f", {c['precision']}"])
     return rows
 
 

@@ -48,10 +48,12 @@ def _zoom(ax, runs: pd.DataFrame, metric: str) -> None:
 
 
 def learning_curves(curves: pd.DataFrame, variants: list[str], path: str | Path, title: str = "") -> Path:
-    """Train loss (left) and eval loss (right) against step per variant, mean over seeds."""
+    """Train loss (left) and eval loss (right; val split if present, else test) per variant, mean over seeds."""
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
     for ax, kind in zip(axes, ("train", "eval")):
         sub = curves[curves["kind"] == kind] if len(curves) else curves
+        if kind == "eval" and len(sub):  # one split per panel: validation when there is one, else test
+            sub = sub[sub["split"] == ("val" if (sub["split"] == "val").any() else sub["split"].iloc[0])]
         for i, variant in enumerate(variants):
             part = sub[sub["variant"] == variant] if len(sub) else sub
             if not len(part):

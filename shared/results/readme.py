@@ -12,6 +12,12 @@ import pandas as pd
 from shared.results import tables
 from shared.results.verdict import RULE_TEXT
 
+
+def data_label(c) -> str:
+    """Data variant, plus the tokeniser where there is one (perplexities are per token of that tokeniser)."""
+    tok = c.get("tokenizer")
+    return str(c["data_variant"]) + (f" ({tok})" if isinstance(tok, str) and tok not in ("", "unknown") else "")
+
 SECTIONS = ("results", "verdict")
 # files of one paper × profile in the results dir (written by `repro aggregate`)
 RUNS, SUMMARY, CLAIMS, TABLE, FIG_CLAIMS, FIG_CURVES = (
@@ -70,7 +76,9 @@ def provenance_line(runs: pd.DataFrame) -> str:
     short = ", ".join(f"`{c[:10]}`" for c in commits.split(", ")) if commits != "unknown" else "unknown"
     dirty = " (uncommitted changes)" if "git_dirty" in runs.columns and runs["git_dirty"].astype(str).eq(
         "True").any() else ""
-    return (f"Data: {values('data_variant')}; precision: {values('precision')}; device: {values('device')}; "
+    tok = values("tokenizer")
+    tok = f" tokenised {tok}" if tok != "unknown" else ""
+    return (f"Data: {values('data_variant')}{tok}; precision: {values('precision')}; device: {values('device')}; "
             f"{len(runs)} runs, seeds {seeds}; code {short}{dirty}.")
 
 
@@ -107,7 +115,7 @@ def render_verdict(slug: str, paper_cfg: dict, results_dir: str | Path) -> str:
     for profile in profiles:
         claims = _read(Path(results_dir) / slug / profile / CLAIMS)
         for _, c in claims.iterrows():
-            lines.append(f"- **{c['verdict']}** on profile `{profile}` (data {c['data_variant']}, "
+            lines.append(f"- **{c['verdict']}** on profile `{profile}` (data {data_label(c)}, "
                          f"{c['precision']}): `{c['claim']}`: {c['text']} "
                          f"— {c['reason']}; n = {int(c['n_a'])} vs {int(c['n_b'])} seeds.")
     body = "\n".join(lines) if lines else "No verdict yet: no profile has been run."

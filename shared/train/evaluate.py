@@ -16,7 +16,7 @@ def evaluate(model, data, split: str, task: str, cfg: dict, device: torch.device
     was_training = model.training
     model.eval()
     loss_sum, correct, count = 0.0, 0, 0
-    for x, y in eval_batches(data, split, cfg["train"]["eval_batch_size"], device, cfg["data"]):
+    for x, y in eval_batches(data, split, cfg["train"]["eval_batch_size"], device):
         if task == "classification" and cfg["train"]["channels_last"]:
             x = x.contiguous(memory_format=torch.channels_last)
         with autocast(device, cfg["train"]["precision"]):

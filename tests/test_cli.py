@@ -1,0 +1,47 @@
+"""The ``repro`` console script: list, show, run (paper and custom config), clear errors with exit codes."""
+import json
+import warnings
+
+import yaml
+
+from fixtures_data import write_cifar10
+from shared.cli import main
+
+
+def test_cli_list_names_papers_variants_profiles(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "mish:" in out and "variants: relu, swish, mish" in out and "tiny (seeds [0, 1, 2])" in out
+
+
+def test_cli_show_resolves_variant(capsys):
+    assert main(["show", "mish", "--variant", "mish", "--profile", "smoke", "--seed", "5"]) == 0
+    cfg = yaml.safe_load(capsys.readouterr().out)
+    assert cfg["model"]["kwargs"]["act"] == "mish" and cfg["seed"] == 5 and cfg["train"]["steps"] == 3
+
+
+def test_cli_unknown_variant_is_a_config_error(capsys):
+    assert main(["show", "mish", "--variant", "gelu", "--profile", "tiny"]) == 2
+    assert "unknown variant 'gelu'; variants: mish, relu, swish" in capsys.readouterr().err
+
+
+def test_cli_missing_data_names_file_and_env(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("REPRO_DATA_DIR", str(tmp_path / "empty"))
+    cfg = {"data": {"dataset": "cifar10", "download": False}, "train": {"steps": 1}}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    assert main(["run", "--config", str(tmp_path / "c.yaml"), "--out", str(tmp_path / "out")]) == 3
+    err = capsys.readouterr().err
+    assert "cifar-10-batches-py" in err and "REPRO_DATA_DIR" in err
+
+
+def test_cli_run_custom_config(tmp_path, monkeypatch, capsys):
+    write_cifar10(tmp_path / "data", per_class_per_batch=2)
+    monkeypatch.setenv("REPRO_DATA_DIR", str(tmp_path / "data"))
+    warnings.simplefilter("ignore")
+    cfg = {"data": {"dataset": "cifar10", "download": False}, "model": {"name": "mlp", "kwargs": {"hidden": [8]}},
+           "train": {"steps": 2, "batch_size": 8}, "device": "cpu"}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    assert main(["run", "--config", str(tmp_path / "c.yaml"), "--out", str(tmp_path / "out"), "--seed", "2"]) == 0
+    meta = json.loads((tmp_path / "out" / "meta.json").read_text())
+    assert meta["seed"] == 2 and meta["config_file"].endswith("c.yaml")
+    assert "test_accuracy" in json.loads(capsys.readouterr().out)

@@ -1,0 +1,147 @@
+"""The training loop: determinism, checkpoint/resume equality, logs and provenance, divergence, steps-to-target."""
+import json
+import math
+import warnings
+
+import pytest
+
+from fixtures_data import write_cifar10, write_wikitext2
+from shared.config import resolve_run_config
+from shared.data import ClassificationBatches, LMBatches
+from shared.train import run
+
+
+@pytest.fixture
+def data_root(tmp_path, monkeypatch):
+    root = tmp_path / "data"
+    write_cifar10(root, per_class_per_batch=4, test_per_class=4)
+    write_wikitext2(root)
+    monkeypatch.setenv("REPRO_DATA_DIR", str(root))
+    warnings.simplefilter("ignore")  # fixture data has unknown checksums: 'unverified' is expected here
+    return root
+
+
+def cifar_cfg(**train):
+    return resolve_run_config({
+        "data": {"dataset": "cifar10", "download": False},
+        "model": {"name": "resnet20", "kwargs": {"width": 0.5}},
+        "optimizer": {"name": "sgd", "lr": 0.05, "weight_decay": 5e-4, "kwargs": {"momentum": 0.9}},
+        "schedule": {"name": "cosine", "warmup_steps": 2},
+        "train": {"steps": 6, "batch_size": 16, "eval_batch_size": 20, "log_every": 1, **train},
+        "seed": 3, "device": "cpu",
+    })
+
+
+def lm_cfg(**train):
+    return resolve_run_config({
+        "data": {"dataset": "wikitext2", "download": False, "seq_len": 16},
+        "model": {"name": "gpt", "kwargs": {"n_layer": 1, "n_head": 2, "d_model": 16, "block_size": 16,
+                                            "dropout": 0.2}},
+        "optimizer": {"name": "adamw", "lr": 3e-3},
+        "train": {"steps": 6, "batch_size": 4, "eval_batch_size": 8, "log_every": 1, **train},
+        "seed": 1, "device": "cpu",
+    })
+
+
+@pytest.mark.parametrize("make_cfg", [cifar_cfg, lm_cfg], ids=["cifar", "lm"])
+def test_run_same_seed_identical_metrics(data_root, tmp_path, make_cfg):
+    a = run(make_cfg(), tmp_path / "a")
+    b = run(make_cfg(), tmp_path / "b")
+    assert a["metrics"] == b["metrics"]
+    losses = lambda d: [r["loss"] for r in map(json.loads, (tmp_path / d / "metrics.jsonl").read_text().splitlines())]
+    assert losses("a") == losses("b")
+
+
+def test_run_different_seed_differs(data_root, tmp_path):
+    a = run(cifar_cfg(), tmp_path / "a")
+    cfg = cifar_cfg()
+    cfg["seed"] = 4
+    assert run(cfg, tmp_path / "b")["metrics"] != a["metrics"]
+
+
+@pytest.mark.parametrize("make_cfg,batches", [(cifar_cfg, ClassificationBatches), (lm_cfg, LMBatches)],
+                         ids=["cifar", "lm"])
+def test_resume_after_kill_matches_uninterrupted(data_root, tmp_path, monkeypatch, make_cfg, batches):
+    ref = run(make_cfg(checkpoint_every=2, eval_every=3), tmp_path / "ref")
+
+    original = batches.batch
+
+    def killed_at_step_5(self, step):
+        if step == 5:
+            raise KeyboardInterrupt("simulated kill")
+        return original(self, step)
+
+    monkeypatch.setattr(batches, "batch", killed_at_step_5)
+    with pytest.raises(KeyboardInterrupt):
+        run(make_cfg(checkpoint_every=2, eval_every=3), tmp_path / "resumed")
+    assert not (tmp_path / "resumed" / "final.json").exists()
+    monkeypatch.setattr(batches, "batch", original)
+    resumed = run(make_cfg(checkpoint_every=2, eval_every=3), tmp_path / "resumed", resume=True)
+    assert resumed["metrics"] == ref["metrics"] and resumed["step"] == ref["step"] == 6
+    meta = json.loads((tmp_path / "resumed" / "meta.json").read_text())
+    assert meta["resumed_from_step"] == 4
+    steps = [json.loads(ln)["step"] for ln in (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()
+             if json.loads(ln)["kind"] == "train"]
+    assert steps == [1, 2, 3, 4, 5, 6]  # no duplicated or missing lines after the resume
+
+
+def test_resume_of_finished_run_returns_its_result(data_root, tmp_path):
+    first = run(cifar_cfg(), tmp_path / "r")
+    assert run(cifar_cfg(), tmp_path / "r", resume=True) == first
+
+
+def test_metrics_log_and_provenance_fields(data_root, tmp_path):
+    final = run(cifar_cfg(eval_every=3), tmp_path / "r", meta={"paper": "p", "variant": "v", "profile": "smoke"})
+    rows = [json.loads(ln) for ln in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
+    train = [r for r in rows if r["kind"] == "train"]
+    evals = [r for r in rows if r["kind"] == "eval"]
+    assert set(train[0]) == {"kind", "step", "loss", "lr", "grad_norm", "examples_per_s", "wall_time"}
+    assert [r["step"] for r in evals] == [3, 6] and all(0 <= r["accuracy"] <= 1 for r in evals)
+    assert train[0]["lr"] == pytest.approx(0.05 / 2)  # first warm-up step: lr * 1/2
+    meta = json.loads((tmp_path / "r" / "meta.json").read_text())
+    for key in ("git_commit", "git_dirty", "config", "config_hash", "seed", "device", "precision", "versions",
+                "start_time", "end_time", "wall_time_s", "paper", "variant", "profile", "n_params"):
+        assert key in meta, key
+    assert meta["data"]["variant"] == "unverified" and meta["data"]["dataset"] == "cifar10"
+    assert len(meta["config_hash"]) == 64 and meta["versions"]["torch"]
+    assert final["metrics"]["test_accuracy"] == evals[-1]["accuracy"]
+    assert (tmp_path / "r" / "checkpoint.pt").exists()
+
+
+def test_lm_run_reports_perplexity(data_root, tmp_path):
+    final = run(lm_cfg(), tmp_path / "r")["metrics"]
+    assert final["val_perplexity"] == pytest.approx(math.exp(final["val_loss"]))
+    assert final["test_perplexity"] > 1
+
+
+def test_divergence_is_recorded_not_raised(data_root, tmp_path):
+    cfg = cifar_cfg(divergence_loss=3.0)
+    cfg["optimizer"]["lr"] = 1e4
+    final = run(cfg, tmp_path / "r")
+    assert final["diverged"] and final["metrics"]["diverged"] == 1
+    assert final["step"] < 6 and final["metrics"]["test_accuracy"] is None
+
+
+def test_steps_to_target_recorded(data_root, tmp_path):
+    reached = run(cifar_cfg(eval_every=2, target_loss=1e6), tmp_path / "a")["metrics"]["steps_to_target"]
+    never = run(cifar_cfg(eval_every=2, target_loss=1e-9), tmp_path / "b")["metrics"]["steps_to_target"]
+    assert reached == 2 and never is None
+
+
+def test_grad_clip_and_label_smoothing_run(data_root, tmp_path):
+    final = run(cifar_cfg(grad_clip=0.1, label_smoothing=0.1), tmp_path / "r")
+    rows = [json.loads(ln) for ln in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
+    assert all(r["grad_norm"] is not None for r in rows if r["kind"] == "train")
+    assert final["step"] == 6
+
+
+def test_bf16_autocast_runs_on_cpu(data_root, tmp_path):
+    final = run(cifar_cfg(precision="bf16", channels_last=True, steps=3), tmp_path / "r")
+    assert final["step"] == 3 and math.isfinite(final["metrics"]["test_loss"])
+    assert json.loads((tmp_path / "r" / "meta.json").read_text())["precision"] == "bf16"
+
+
+def test_epochs_sets_total_steps(data_root, tmp_path):
+    cfg = cifar_cfg(steps=None, epochs=1)
+    final = run(cfg, tmp_path / "r")
+    assert final["step"] == 200 // 16  # 200 fixture images, drop_last

@@ -1,0 +1,85 @@
+"""The real Snakemake workflow: `--lint`, the dry-run plan, and every paper's `smoke` profile end to end in a
+temporary directory (STYLE.md rule 24), so the repository's runs/, results/ and READMEs are never touched."""
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from shared.results.readme import sections_in
+
+REPO = Path(__file__).resolve().parents[1]
+SMOKE_CONFIG = REPO / "workflows" / ".test" / "config.yaml"
+
+
+def snakemake(workdir: Path, *args: str, env: dict | None = None, timeout: int = 900):
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir), *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+@pytest.fixture
+def papers_copy(tmp_path, monkeypatch):
+    """A copy of papers/ the workflow may rewrite (README sections), used through $REPRO_PAPERS_DIR."""
+    shutil.copytree(REPO / "papers", tmp_path / "papers")
+    monkeypatch.setenv("REPRO_PAPERS_DIR", str(tmp_path / "papers"))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+    return tmp_path / "papers"
+
+
+def test_workflow_lint_is_clean(tmp_path, papers_copy):
+    res = snakemake(tmp_path, "--lint")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "Congratulations" in res.stdout + res.stderr
+
+
+@pytest.mark.parametrize("profile", ["smoke", "tiny"])
+def test_workflow_dry_run_plans_every_run(tmp_path, papers_copy, profile):
+    from shared.config import list_papers, load_paper
+
+    res = snakemake(tmp_path, "-n", "--config", f"profile={profile}")
+    assert res.returncode == 0, res.stdout + res.stderr
+    n_runs = sum(len(cfg["variants"]) * len(cfg["profiles"][profile]["seeds"])
+                 for cfg in map(load_paper, list_papers()) if profile in cfg["profiles"])
+    counts = {line.split()[0]: line.split()[1] for line in res.stdout.splitlines() if len(line.split()) == 2}
+    assert counts.get("run") == str(n_runs)
+    assert counts.get("ledger") == "1"
+
+
+def _datasets_present() -> str | None:
+    root = os.environ.get("REPRO_DATA_DIR")
+    if not root:
+        return "REPRO_DATA_DIR is not set (point it at the datasets, e.g. ../shared/datasets)"
+    missing = [d for d in ("cifar-10-batches-py", "wikitext-2") if not (Path(root) / d).is_dir()]
+    return f"datasets missing under REPRO_DATA_DIR={root}: {', '.join(missing)}" if missing else None
+
+
+@pytest.mark.slow
+@pytest.mark.data
+def test_workflow_smoke_profile_end_to_end(tmp_path, papers_copy):
+    reason = _datasets_present()
+    if reason:
+        pytest.skip(reason)
+    from shared.config import list_papers, load_paper
+
+    res = snakemake(tmp_path, "-c2", "--configfile", str(SMOKE_CONFIG), "--config", "update_readmes=True")
+    assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-4000:]
+    ledger = (tmp_path / "results" / "LEDGER.md").read_text()
+    for slug in list_papers():
+        cfg = load_paper(slug)
+        if "smoke" not in cfg["profiles"]:
+            continue
+        out = tmp_path / "results" / slug / "smoke"
+        for name in ("runs.csv", "summary.csv", "claims.csv", "table.md", "claims.png", "curves.png"):
+            assert (out / name).is_file(), f"{slug}: {name} missing"
+        readme = (papers_copy / slug / "README.md").read_text()
+        assert sections_in(readme) == ["results", "verdict"]
+        assert "### Profile `smoke`" in readme
+        for claim in cfg.get("claims", []):
+            assert f"| [{slug}](" in ledger and f"`{claim['id']}` | `smoke`" in ledger
+    # the repository itself is untouched
+    assert "### Profile `smoke`" not in (REPO / "papers" / list_papers()[0] / "README.md").read_text()
+    # a second invocation has nothing to do
+    again = snakemake(tmp_path, "-n", "--configfile", str(SMOKE_CONFIG), "--config", "update_readmes=True")
+    assert "Nothing to be done" in again.stdout + again.stderr
