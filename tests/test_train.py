@@ -145,3 +145,13 @@ def test_epochs_sets_total_steps(data_root, tmp_path):
     cfg = cifar_cfg(steps=None, epochs=1)
     final = run(cfg, tmp_path / "r")
     assert final["step"] == 200 // 16  # 200 fixture images, drop_last
+
+
+def test_resume_ignores_checkpoint_of_another_config(data_root, tmp_path):
+    run(cifar_cfg(), tmp_path / "r")
+    (tmp_path / "r" / "final.json").unlink()  # as after a kill, but the config has changed since
+    cfg = cifar_cfg()
+    cfg["optimizer"]["lr"] = 0.01
+    resumed = run(cfg, tmp_path / "r", resume=True)
+    assert resumed == run(cfg, tmp_path / "fresh")
+    assert json.loads((tmp_path / "r" / "meta.json").read_text())["resumed_from_step"] is None

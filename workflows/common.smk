@@ -88,7 +88,6 @@ def aggregate_inputs(wildcards):
     dirs = run_dirs(wildcards.paper, wildcards.profile)
     return {
         "final": [f"{d}/final.json" for d in dirs],
-        "metrics": [f"{d}/metrics.jsonl" for d in dirs],
     }
 
 

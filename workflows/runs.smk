@@ -5,9 +5,10 @@ rule run:
     input:
         data=f"{RUNS}/{{paper}}/{{profile}}/data.json",
     output:
+        # final.json is written last, so its existence means the run finished; meta.json, metrics.jsonl and
+        # checkpoint.pt are not declared, so Snakemake keeps them when it reruns a killed job, which --resume
+        # then continues from the checkpoint (the trainer ignores a checkpoint of a different config).
         final=f"{RUNS}/{{paper}}/{{profile}}/{{variant}}/seed{{seed}}/final.json",
-        meta=f"{RUNS}/{{paper}}/{{profile}}/{{variant}}/seed{{seed}}/meta.json",
-        metrics=f"{RUNS}/{{paper}}/{{profile}}/{{variant}}/seed{{seed}}/metrics.jsonl",
     log:
         f"{RUNS}/logs/run/{{paper}}/{{profile}}/{{variant}}/seed{{seed}}.log",
     params:
@@ -24,4 +25,4 @@ rule run:
         gpu=run_resource("gpu"),
     shell:
         "repro run {wildcards.paper} --variant {wildcards.variant} --profile {wildcards.profile}"
-        " --seed {wildcards.seed} --out {params.out} --threads {threads} {params.device} > {log} 2>&1"
+        " --seed {wildcards.seed} --out {params.out} --resume --threads {threads} {params.device} > {log} 2>&1"

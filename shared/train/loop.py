@@ -7,6 +7,7 @@ resumed with ``resume=True`` finishes with the same final metrics as an uninterr
 from __future__ import annotations
 
 import json
+import logging
 import math
 import sys
 import time
@@ -25,6 +26,8 @@ from shared.train.device import autocast, device_description, resolve_device, rn
 from shared.train.evaluate import evaluate
 from shared.train.logger import MetricsLog
 from shared.train.provenance import git_state, library_versions, now
+
+log_ = logging.getLogger(__name__)
 
 
 def build(cfg: dict, device: torch.device):
@@ -85,9 +88,12 @@ def run(cfg: dict, out_dir: str | Path, *, resume: bool = False, meta: dict | No
     scaler = torch.amp.GradScaler(device.type, enabled=tr["precision"] == "fp16")
     st = _State()
 
-    resumed = resume and ckpt_path.exists()
+    ck = load_checkpoint(ckpt_path) if resume and ckpt_path.exists() else None
+    if ck is not None and ck.get("config_hash") != config_hash(cfg):
+        log_.warning("%s holds a checkpoint of a different config; starting from scratch", ckpt_path)
+        ck = None
+    resumed = ck is not None
     if resumed:
-        ck = load_checkpoint(ckpt_path)
         model.load_state_dict(ck["model"]), opt.load_state_dict(ck["optimizer"])
         sched.load_state_dict(ck["scheduler"]), scaler.load_state_dict(ck["scaler"])
         set_rng_state(ck["rng"])
@@ -104,7 +110,7 @@ def run(cfg: dict, out_dir: str | Path, *, resume: bool = False, meta: dict | No
     def checkpoint():
         save_checkpoint(ckpt_path, {"model": model.state_dict(), "optimizer": opt.state_dict(),
                                     "scheduler": sched.state_dict(), "scaler": scaler.state_dict(),
-                                    "rng": rng_state(), "state": dict(st.__dict__)})
+                                    "rng": rng_state(), "state": dict(st.__dict__), "config_hash": config_hash(cfg)})
 
     def run_eval():
         for split in data.eval_sets:
