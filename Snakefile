@@ -2,7 +2,7 @@
 #   snakemake -c2 --config profile=tiny            # everything, tiny profile
 #   snakemake -n                                    # the plan
 #   snakemake --report report.html                  # tables and figures in one HTML report
-# See docs/workflow.md. Rules live in workflows/*.smk; a paper's own analysis in papers/<slug>/rules.smk.
+# See README.md, "Running the reproductions". Rules live in workflows/*.smk; a paper's own analysis in papers/<slug>/rules.smk.
 import os
 
 from snakemake.utils import min_version

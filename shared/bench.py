@@ -155,9 +155,19 @@ def write_results(rows: list[dict], out_dir: Path, device: str) -> None:
     (out_dir / "loop_throughput.md").write_text("\n".join(lines) + "\n")
 
 
+def update_readme(readme: Path, table_md: Path) -> None:
+    """Put the measured table into the README between its ``benchmark`` markers (never typed by hand)."""
+    from shared.results.readme import replace_section
+
+    body = f"Measured by `repro bench` ({table_md.as_posix()}):\n\n" + table_md.read_text()
+    readme.write_text(replace_section(readme.read_text(), "benchmark", body, str(readme)))
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     rows = benchmark(args.tasks, args.precisions, args.steps, args.repeats, args.device)
     write_results(rows, Path(args.out), args.device)
+    if args.readme:
+        update_readme(Path(args.readme), Path(args.out) / "loop_throughput.md")
     print((Path(args.out) / "loop_throughput.md").read_text())
     return 0
 
@@ -170,4 +180,5 @@ def add_subcommands(sub) -> None:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", default="results/benchmarks")
+    p.add_argument("--readme", help="also write the table into this README's generated 'benchmark' section")
     p.set_defaults(func=cmd_bench)
