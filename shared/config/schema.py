@@ -29,7 +29,9 @@ RUN_SCHEMA = _obj(
                 "subset_per_class": _OPT_INT_POS,
                 "val_per_class": _INT_NN,
                 "test_subset": _OPT_INT_POS,
-                "augment": _obj({"crop_padding": _INT_NN, "flip": {"type": "boolean"}}),
+                "augment": _obj({"crop_padding": _INT_NN, "flip": {"type": "boolean"},
+                                 "flip_mode": {"enum": ["random", "alternate"]},
+                                 "pad_mode": {"enum": ["zeros", "reflect"]}}),
                 "tokenizer": {"enum": ["word", "bpe"]},
                 "bpe_vocab_size": {"type": "integer", "minimum": 260},
                 "seq_len": _INT_POS,
@@ -44,6 +46,8 @@ RUN_SCHEMA = _obj(
                 "lr": {"type": "number", "exclusiveMinimum": 0},
                 "weight_decay": {"type": "number", "minimum": 0},
                 "no_decay_norm_bias": {"type": "boolean"},
+                "lr_mult": _obj({kind: {"type": "number", "exclusiveMinimum": 0}
+                                 for kind in ("decay", "no_decay", "norm_bias")}),
                 "kwargs": _KWARGS,
             }
         ),
@@ -70,6 +74,10 @@ RUN_SCHEMA = _obj(
                 "channels_last": {"type": "boolean"},
                 "target_loss": _OPT_NUM,
                 "divergence_loss": _OPT_NUM,
+                "lookahead": {"anyOf": [{"type": "null"}, _obj(
+                    {"every": _INT_POS, "decay": {"type": "number", "minimum": 0, "maximum": 1},
+                     "power": {"type": "number", "minimum": 0}}, required=("every", "decay", "power"))]},
+                "tta_level": {"enum": [0, 1, 2]},
             }
         ),
         "seed": _INT_NN,

@@ -3,6 +3,10 @@
 Reproducibility: python/numpy/torch are seeded from ``cfg["seed"]``; each batch (order and augmentation) is a pure
 function of (seed, step), and the checkpoint stores model, optimizer, scheduler, scaler and RNG states, so a killed run
 resumed with ``resume=True`` finishes with the same final metrics as an uninterrupted one (tests/test_train.py).
+
+Model hooks (docs/design.md), called when the model defines them, whatever the model: ``init_from_data(images)``
+once before training with the normalized training images (data-dependent init, e.g. airbench's patch whitening),
+and ``on_train_step(step, epoch)`` before every step (e.g. freezing a parameter after some epochs).
 """
 from __future__ import annotations
 
@@ -19,12 +23,14 @@ from tqdm import tqdm
 
 from shared.config import config_hash
 from shared.data import ClassificationBatches, ClassificationData, LMBatches, load_data
+from shared.data.augment import normalize
 from shared.models import create_model
 from shared.optim import OPTIMIZERS, create_optimizer, create_scheduler
 from shared.train.checkpoint import load_checkpoint, save_checkpoint
 from shared.train.device import autocast, device_description, resolve_device, rng_state, seed_everything, set_rng_state
 from shared.train.evaluate import evaluate
 from shared.train.logger import MetricsLog
+from shared.train.lookahead import Lookahead
 from shared.train.provenance import git_state, library_versions, now
 
 log_ = logging.getLogger(__name__)
@@ -48,10 +54,26 @@ def build(cfg: dict, device: torch.device):
     return data, task, model, batches, total
 
 
+@torch.no_grad()
+def init_from_data(model, data, device) -> None:
+    """Call the model's ``init_from_data`` hook, if any, with the normalized training images (file order)."""
+    hook = getattr(model, "init_from_data", None)
+    if callable(hook) and isinstance(data, ClassificationData):
+        mean, std = torch.tensor(data.mean, device=device), torch.tensor(data.std, device=device)
+        hook(normalize(data.train_x.to(device), mean, std))
+
+
 def _optimizers(cfg: dict, model, total_steps: int):
     oc, sc = cfg["optimizer"], cfg["schedule"]
+    kwargs = dict(oc["kwargs"])
+    if OPTIMIZERS.info(oc["name"]).get("needs_batch_size"):  # e.g. sgd_decoupled: hyperparameters per 1,024 examples
+        if "batch_size" in kwargs:
+            raise ValueError(f"optimizer {oc['name']!r} takes its batch_size from train.batch_size; "
+                             "remove optimizer.kwargs.batch_size")
+        kwargs["batch_size"] = cfg["train"]["batch_size"]
     opt = create_optimizer(oc["name"], model, lr=oc["lr"], weight_decay=oc["weight_decay"],
-                           no_decay_norm_bias=oc["no_decay_norm_bias"], **oc["kwargs"])
+                           no_decay_norm_bias=oc["no_decay_norm_bias"], lr_mult=oc.get("lr_mult") or None,
+                           **kwargs)
     warmup = sc["warmup_steps"] or round(sc["warmup_frac"] * total_steps)
     sched = create_scheduler(sc["name"], opt, total_steps=total_steps, warmup_steps=warmup, **sc["kwargs"])
     return opt, sched
@@ -82,10 +104,16 @@ def run(cfg: dict, out_dir: str | Path, *, resume: bool = False, meta: dict | No
     seed_everything(cfg["seed"])
     device = resolve_device(cfg["device"])
     data, task, model, batches, total = build(cfg, device)
+    t_init = time.perf_counter()
+    init_from_data(model, data, device)
+    t_init = time.perf_counter() - t_init
     opt, sched = _optimizers(cfg, model, total)
     needs_closure = OPTIMIZERS.info(cfg["optimizer"]["name"]).get("needs_closure", False)
     tr = cfg["train"]
     scaler = torch.amp.GradScaler(device.type, enabled=tr["precision"] == "fp16")
+    la_cfg = tr.get("lookahead")
+    lookahead = Lookahead(model, total, **la_cfg) if la_cfg else None
+    on_train_step = getattr(model, "on_train_step", None)
     st = _State()
 
     ck = load_checkpoint(ckpt_path) if resume and ckpt_path.exists() else None
@@ -98,6 +126,10 @@ def run(cfg: dict, out_dir: str | Path, *, resume: bool = False, meta: dict | No
         sched.load_state_dict(ck["scheduler"]), scaler.load_state_dict(ck["scaler"])
         set_rng_state(ck["rng"])
         st.__dict__.update(ck["state"])
+        if lookahead is not None:
+            lookahead.load_state_dict(ck["lookahead"])
+    else:
+        st.elapsed = t_init  # data-dependent init is part of the run's time (airbench times it too)
     log = MetricsLog(out / "metrics.jsonl", resume_step=st.step if resumed else None)
 
     info = dict(meta or {})
@@ -110,7 +142,8 @@ def run(cfg: dict, out_dir: str | Path, *, resume: bool = False, meta: dict | No
     def checkpoint():
         save_checkpoint(ckpt_path, {"model": model.state_dict(), "optimizer": opt.state_dict(),
                                     "scheduler": sched.state_dict(), "scaler": scaler.state_dict(),
-                                    "rng": rng_state(), "state": dict(st.__dict__), "config_hash": config_hash(cfg)})
+                                    "rng": rng_state(), "state": dict(st.__dict__), "config_hash": config_hash(cfg),
+                                    "lookahead": lookahead.state_dict() if lookahead is not None else None})
 
     def run_eval():
         for split in data.eval_sets:
@@ -128,6 +161,8 @@ def run(cfg: dict, out_dir: str | Path, *, resume: bool = False, meta: dict | No
     bar = tqdm(total=total, initial=st.step, desc=f"{cfg['model']['name']} seed {cfg['seed']}",
                disable=not sys.stderr.isatty(), leave=False)
     while st.step < total and not st.diverged:
+        if callable(on_train_step):
+            on_train_step(st.step, st.step // batches.steps_per_epoch)
         x, y = batches.batch(st.step)
         if task == "classification" and tr["channels_last"]:
             x = x.contiguous(memory_format=torch.channels_last)
@@ -154,6 +189,8 @@ def run(cfg: dict, out_dir: str | Path, *, resume: bool = False, meta: dict | No
         scaler.update()
         sched.step()
         st.step += 1
+        if lookahead is not None:
+            lookahead.update(model, st.step)
         n_seen += x.shape[0]
         bar.update(1)
 
@@ -175,23 +212,26 @@ def run(cfg: dict, out_dir: str | Path, *, resume: bool = False, meta: dict | No
     bar.close()
 
     if not st.diverged:
+        if lookahead is not None:
+            lookahead.finish(model)  # the model ends at the average, as airbench's final update(decay=1.0)
         run_eval()
     st.elapsed += time.perf_counter() - t0
     checkpoint()
     log.close()
-    final = _final(st, data.eval_sets, task)
+    final = _final(st, data.eval_sets, task, tta=bool(tr.get("tta_level")) and task == "classification")
     info.update(end_time=now(), wall_time_s=st.elapsed, diverged=st.diverged, final_step=st.step)
     (out / "meta.json").write_text(json.dumps(info, indent=2, default=str))
     final_path.write_text(json.dumps(final, indent=2))
     return final
 
 
-def _final(st: _State, splits, task: str) -> dict:
+def _final(st: _State, splits, task: str, tta: bool = False) -> dict:
     metrics: dict[str, float | int | None] = {}
+    keys = ("loss", "accuracy", "perplexity") + (("tta_loss", "tta_accuracy") if tta else ())
     for split in splits:
         last = st.last_eval.get(split, {}) if not st.diverged else {}
-        for key in ("loss", "accuracy", "perplexity"):
-            if key == "loss" or (key == "accuracy") == (task == "classification"):
+        for key in keys:
+            if key.startswith(("loss", "tta")) or (key == "accuracy") == (task == "classification"):
                 v = last.get(key)
                 metrics[f"{split}_{key}"] = v if v is None or math.isfinite(v) else None
         best = st.best.get(split)
