@@ -44,17 +44,21 @@ class PreActBlock(nn.Module):
 
 
 class PreActResNet(nn.Module):
-    """Pre-activation ResNet for 32x32 inputs. Args: blocks per stage (2, 2, 2, 2 for ResNet-18),
-    num_classes, act / norm registry names."""
+    """Pre-activation ResNet for 32x32 inputs: a 3x3 stem, stages of PreActBlocks (stride 2 from stage 2 on), a final
+    norm + act, global average pool and a linear head. Args: blocks per stage ((2, 2, 2, 2) for ResNet-18), stage
+    widths, stem width, num_classes, act / norm registry names, dropout inside each block (Wide ResNets)."""
 
-    def __init__(self, blocks: tuple[int, ...] = (2, 2, 2, 2), num_classes: int = 10, act: str = "relu",
-                 norm: str = "batchnorm"):
+    def __init__(self, blocks: tuple[int, ...] = (2, 2, 2, 2), widths: tuple[int, ...] = (64, 128, 256, 512),
+                 stem_width: int = 64, num_classes: int = 10, act: str = "relu", norm: str = "batchnorm",
+                 dropout: float = 0.0):
         super().__init__()
-        self.stem = nn.Conv2d(3, 64, 3, 1, 1, bias=False)
-        layers, c_in = [], 64
-        for stage, (n, c_out) in enumerate(zip(blocks, (64, 128, 256, 512))):
+        if len(blocks) != len(widths):
+            raise ValueError(f"need one width per stage; got blocks={blocks}, widths={widths}")
+        self.stem = nn.Conv2d(3, stem_width, 3, 1, 1, bias=False)
+        layers, c_in = [], stem_width
+        for stage, (n, c_out) in enumerate(zip(blocks, widths)):
             for i in range(n):
-                layers.append(PreActBlock(c_in, c_out, 2 if stage > 0 and i == 0 else 1, act, norm))
+                layers.append(PreActBlock(c_in, c_out, 2 if stage > 0 and i == 0 else 1, act, norm, dropout))
                 c_in = c_out
         self.blocks = nn.Sequential(*layers)
         self.norm = create_norm(norm, c_in)

@@ -8,43 +8,23 @@ and WRN-28-10 36,479,194 parameters with 10 classes (paper: 2.7M, 36.5M).
 """
 from __future__ import annotations
 
-import torch.nn as nn
-
-from shared.models.activations import create_act
-from shared.models.norms import create_norm
-from shared.models.preact_resnet import PreActBlock
+from shared.models.preact_resnet import PreActResNet
 from shared.models.registry import MODELS
 
 
-class WideResNet(nn.Module):
-    """WRN-depth-widen. Args: depth (6n+4), widen (k), num_classes, act / norm registry names, dropout."""
+class WideResNet(PreActResNet):
+    """WRN-depth-widen: a PreActResNet with three stages of n = (depth-4)/6 blocks, widths 16k/32k/64k, stem 16.
+    Args: depth (6n+4), widen (k), num_classes, act / norm registry names, dropout."""
 
     def __init__(self, depth: int = 28, widen: int = 10, num_classes: int = 10, act: str = "relu",
                  norm: str = "batchnorm", dropout: float = 0.0):
-        super().__init__()
         if depth < 10 or (depth - 4) % 6:
             raise ValueError(f"depth must be 6n+4 with n >= 1, got {depth}")
         if not 0 <= dropout < 1:
             raise ValueError(f"dropout must lie in [0, 1), got {dropout}")
         n = (depth - 4) // 6
-        self.stem = nn.Conv2d(3, 16, 3, 1, 1, bias=False)
-        layers, c_in = [], 16
-        for group, c_out in enumerate((16 * widen, 32 * widen, 64 * widen)):
-            for i in range(n):
-                layers.append(PreActBlock(c_in, c_out, 2 if group > 0 and i == 0 else 1, act, norm, dropout))
-                c_in = c_out
-        self.blocks = nn.Sequential(*layers)
-        self.norm = create_norm(norm, c_in)
-        self.act = create_act(act)
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(c_in, num_classes)
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-
-    def forward(self, x):
-        x = self.act(self.norm(self.blocks(self.stem(x))))
-        return self.fc(self.pool(x).flatten(1))
+        super().__init__((n, n, n), (16 * widen, 32 * widen, 64 * widen), stem_width=16, num_classes=num_classes,
+                         act=act, norm=norm, dropout=dropout)
 
 
 @MODELS.register("wrn16_4", task="image_classification", paper="arXiv:1605.07146", smoke_kwargs={})
