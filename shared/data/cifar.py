@@ -1,0 +1,152 @@
+"""CIFAR-10 / CIFAR-100 from the python pickle batches (torchvision's on-disk layout).
+
+Read with a small reader of our own: torchvision's ``CIFAR10`` verifies md5s and so refuses the workspace's
+reconstructed copy. Official md5s are taken from torchvision at run time; see ``checksums`` for variants.
+
+Splits (all deterministic, in file order, no RNG):
+- ``val_per_class``: the LAST n training images of each class form "val"; taken before subsetting.
+- ``subset_per_class``: the FIRST n of each class among the remaining training images. Taking val from the end
+  means adding a val split does not change the training subset while subset + val fit in a class.
+- ``test_subset``: the first n test images.
+"""
+from __future__ import annotations
+
+import pickle
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from shared.data.checksums import identify_variant
+from shared.data.root import missing_error
+
+# Per-channel statistics of the training set in [0, 1] scale. The std is the true per-pixel std
+# (not the often-copied 0.2023/0.1994/0.2010, which is a std of per-image means).
+STATS = {
+    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+    "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
+}
+
+
+@dataclass
+class ClassificationData:
+    """Images as uint8 N×3×32×32 (normalised on the fly by the batchers), labels int64."""
+    train_x: Tensor
+    train_y: Tensor
+    eval_sets: dict[str, tuple[Tensor, Tensor]]
+    num_classes: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    info: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CifarSpec:
+    folder: str
+    train: tuple[str, ...]
+    test: str
+    meta: str
+    label_key: str
+    num_classes: int
+    tv_class: str  # torchvision class holding the official md5s and the download URL
+
+
+SPECS = {
+    "cifar10": CifarSpec("cifar-10-batches-py", tuple(f"data_batch_{i}" for i in range(1, 6)), "test_batch",
+                         "batches.meta", "labels", 10, "CIFAR10"),
+    "cifar100": CifarSpec("cifar-100-python", ("train",), "test", "meta", "fine_labels", 100, "CIFAR100"),
+}
+
+
+def _rel_files(spec: CifarSpec) -> list[str]:
+    return [f"{spec.folder}/{name}" for name in (*spec.train, spec.test, spec.meta)]
+
+
+def official_checksums(dataset: str) -> dict[str, tuple[str, str]]:
+    """``{relative path: ("md5", hex)}`` read from torchvision's class attributes."""
+    import torchvision.datasets as tvd
+    spec, cls = SPECS[dataset], getattr(tvd, SPECS[dataset].tv_class)
+    pairs = [*cls.train_list, *cls.test_list, [cls.meta["filename"], cls.meta["md5"]]]
+    return {f"{spec.folder}/{name}": ("md5", md5) for name, md5 in pairs}
+
+
+def download_cifar(root: Path, dataset: str) -> None:
+    """The real download path: torchvision fetches and extracts the official archive into ``root``."""
+    import torchvision.datasets as tvd
+    root.mkdir(parents=True, exist_ok=True)
+    getattr(tvd, SPECS[dataset].tv_class)(str(root), train=True, download=True)
+
+
+def _layout(spec: CifarSpec) -> str:
+    return "\n".join(f"    {rel}" for rel in _rel_files(spec))
+
+
+def ensure_files(root: Path, dataset: str, download: bool) -> None:
+    """Raise one DataMissingError if files are absent and cannot be downloaded."""
+    spec = SPECS[dataset]
+    missing = [root / rel for rel in _rel_files(spec) if not (root / rel).is_file()]
+    if not missing:
+        return
+    if not download:
+        raise missing_error(root, missing[0], _layout(spec), "download is disabled (data.download: false).")
+    try:
+        download_cifar(root, dataset)
+    except Exception as exc:  # offline, read-only root, HTTP error: all end the same way for the user
+        raise missing_error(root, missing[0], _layout(spec), f"the official download failed: {exc!r}") from exc
+    still = [root / rel for rel in _rel_files(spec) if not (root / rel).is_file()]
+    if still:
+        raise missing_error(root, still[0], _layout(spec), "the download finished but this file is still absent.")
+
+
+def read_batch(path: Path, label_key: str) -> tuple[Tensor, Tensor]:
+    """One pickle batch -> (uint8 N×3×32×32, int64 N). Rows are stored as 1024 R, 1024 G, 1024 B bytes."""
+    with open(path, "rb") as f:
+        d = pickle.load(f, encoding="latin1")
+    x = torch.from_numpy(np.ascontiguousarray(d["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
+    y = torch.as_tensor(np.asarray(d[label_key]), dtype=torch.int64)
+    return x, y
+
+
+def read_split(root: Path, dataset: str, train: bool) -> tuple[Tensor, Tensor]:
+    spec = SPECS[dataset]
+    parts = [read_batch(root / spec.folder / name, spec.label_key) for name in (spec.train if train else (spec.test,))]
+    return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+
+
+def split_per_class(y: Tensor, subset_per_class: int | None, val_per_class: int,
+                    num_classes: int) -> tuple[Tensor, Tensor]:
+    """Indices (ascending, i.e. file order) of the training subset and the validation split; disjoint."""
+    train_idx, val_idx = [], []
+    for c in range(num_classes):
+        idx = torch.nonzero(y == c).flatten()
+        n_rest = len(idx) - val_per_class
+        if n_rest <= 0:
+            raise ValueError(f"val_per_class={val_per_class} leaves no training images of class {c} "
+                             f"({len(idx)} available)")
+        if subset_per_class is not None and subset_per_class > n_rest:
+            raise ValueError(f"subset_per_class={subset_per_class} exceeds the {n_rest} training images of "
+                             f"class {c} left after val_per_class={val_per_class}")
+        val_idx.append(idx[n_rest:])
+        train_idx.append(idx[:n_rest] if subset_per_class is None else idx[:subset_per_class])
+    return torch.cat(train_idx).sort().values, torch.cat(val_idx).sort().values
+
+
+def load_cifar(dataset: str, root: Path, download: bool = True, subset_per_class: int | None = None,
+               val_per_class: int = 0, test_subset: int | None = None) -> ClassificationData:
+    """Load, verify and split CIFAR-10/100 under the data root ``root``."""
+    spec = SPECS[dataset]
+    ensure_files(root, dataset, download)
+    variant, sha = identify_variant(root, _rel_files(spec), official_checksums(dataset), dataset, f"{dataset}-recon")
+    x, y = read_split(root, dataset, train=True)
+    tx, ty = read_split(root, dataset, train=False)
+    train_idx, val_idx = split_per_class(y, subset_per_class, val_per_class, spec.num_classes)
+    eval_sets = {"val": (x[val_idx], y[val_idx])} if val_per_class > 0 else {}
+    n_test = len(ty) if test_subset is None else test_subset
+    eval_sets["test"] = (tx[:n_test], ty[:n_test])
+    mean, std = STATS[dataset]
+    info = {"dataset": dataset, "variant": variant, "data_dir": str(root.resolve()), "files": sha,
+            "n_train": len(train_idx), "n_eval": {k: len(v[1]) for k, v in eval_sets.items()},
+            "subset_per_class": subset_per_class, "val_per_class": val_per_class, "test_subset": test_subset}
+    return ClassificationData(x[train_idx], y[train_idx], eval_sets, spec.num_classes, mean, std, info)
