@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 
+from shared.config import default_run_config
 from shared.data.batches import ClassificationBatches, LMBatches, eval_batches
 from shared.data.checksums import UnverifiedDataWarning, file_hashes, identify_variant
 from shared.data.cifar import ClassificationData, load_cifar
@@ -20,21 +21,8 @@ __all__ = [
     "file_hashes", "identify_variant", "DEFAULTS", "DATASETS",
 ]
 
-# The `data:` defaults of docs/design.md; keys missing from a config take these values.
-DEFAULTS = {
-    "dataset": "cifar10",
-    "data_dir": "data",
-    "download": True,
-    "subset_per_class": None,
-    "val_per_class": 0,
-    "test_subset": None,
-    "augment": {"crop_padding": 4, "flip": True, "flip_mode": "random", "pad_mode": "zeros"},
-    "tokenizer": "word",
-    "bpe_vocab_size": 4096,
-    "seq_len": 128,
-    "lm_batching": "random",
-    "eval_tokens": None,
-}
+# The `data:` defaults of docs/design.md, from the one defaults file every run config is filled from.
+DEFAULTS = default_run_config()["data"]
 DATASETS = ("cifar10", "cifar100", "wikitext2")
 
 

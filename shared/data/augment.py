@@ -14,6 +14,7 @@ Options beyond torchvision (airbench94, Jordan, arXiv:2404.00498 §3.6 and ``leg
 from __future__ import annotations
 
 import hashlib
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
@@ -33,29 +34,31 @@ def generator(seed: int, *tags) -> torch.Generator:
     return torch.Generator().manual_seed(derive_seed(seed, *tags))
 
 
-def check_augment(augment: dict | None) -> tuple[int, bool]:
-    """``(crop_padding, flip)`` from the config dict; None or {} disables augmentation (see ``augment_modes``)."""
+class Augment(NamedTuple):
+    crop_padding: int
+    flip: bool
+    flip_mode: str
+    pad_mode: str
+
+
+def check_augment(augment: dict | None) -> Augment:
+    """The validated augment options; missing keys mean off (``crop_padding`` 0, ``flip`` false) or torchvision's
+    behaviour (``flip_mode`` "random", ``pad_mode`` "zeros"); None or {} disables augmentation."""
     augment = dict(augment or {})
     unknown = set(augment) - AUGMENT_KEYS
     if unknown:
         raise ValueError(f"unknown augment keys {sorted(unknown)}; known: {sorted(AUGMENT_KEYS)}")
     padding, flip = augment.get("crop_padding", 0), augment.get("flip", False)
+    flip_mode, pad_mode = augment.get("flip_mode", "random"), augment.get("pad_mode", "zeros")
     if not (isinstance(padding, int) and padding >= 0):
         raise ValueError(f"augment.crop_padding must be an int >= 0, got {padding!r}")
     if not isinstance(flip, bool):
         raise ValueError(f"augment.flip must be true or false, got {flip!r}")
-    return padding, flip
-
-
-def augment_modes(augment: dict | None) -> tuple[str, str]:
-    """``(flip_mode, pad_mode)``, defaults ``("random", "zeros")`` (torchvision's behaviour)."""
-    augment = dict(augment or {})
-    flip_mode, pad_mode = augment.get("flip_mode", "random"), augment.get("pad_mode", "zeros")
     if flip_mode not in FLIP_MODES:
         raise ValueError(f"augment.flip_mode must be one of {FLIP_MODES}, got {flip_mode!r}")
     if pad_mode not in PAD_MODES:
         raise ValueError(f"augment.pad_mode must be one of {PAD_MODES}, got {pad_mode!r}")
-    return flip_mode, pad_mode
+    return Augment(padding, flip, flip_mode, pad_mode)
 
 
 def alternate_flips(base: Tensor, epoch: int) -> Tensor:

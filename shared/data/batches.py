@@ -12,8 +12,7 @@ from typing import Iterator
 import torch
 from torch import Tensor
 
-from shared.data.augment import (alternate_flips, augment_modes, check_augment, crop_flip, generator, normalize,
-                                 sample_params)
+from shared.data.augment import alternate_flips, check_augment, crop_flip, generator, normalize, sample_params
 from shared.data.cifar import ClassificationData
 from shared.data.wikitext import LMData
 
@@ -27,8 +26,7 @@ class ClassificationBatches:
         n = len(data.train_y)
         if not 0 < batch_size <= n:
             raise ValueError(f"batch_size must be in [1, {n}] (training set size), got {batch_size}")
-        self.padding, self.flip = check_augment(augment)
-        self.flip_mode, self.pad_mode = augment_modes(augment)
+        self.padding, self.flip, self.flip_mode, self.pad_mode = check_augment(augment)
         self.batch_size, self.seed, self.device = batch_size, seed, torch.device(device)
         self.x = data.train_x.to(self.device)  # uint8 on device: 4x less memory than float, cast per batch
         self.y = data.train_y.to(self.device)

@@ -55,7 +55,7 @@ def evaluate(model, data, split: str, task: str, cfg: dict, device: torch.device
 
     for x, y in eval_batches(data, split, cfg["train"]["eval_batch_size"], device):
         target = y.reshape(-1)
-        views = tta_views(x, tta_level) if task == "classification" else [(1.0, x)]
+        views = tta_views(x, tta_level)  # level 0 (always for LM): just the batch itself
         logits = logits_of(views[0][1])
         loss_sum += F.cross_entropy(logits, target, reduction="sum").item()
         count += target.numel()

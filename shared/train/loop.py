@@ -104,23 +104,23 @@ def run(cfg: dict, out_dir: str | Path, *, resume: bool = False, meta: dict | No
     seed_everything(cfg["seed"])
     device = resolve_device(cfg["device"])
     data, task, model, batches, total = build(cfg, device)
-    t_init = time.perf_counter()
-    init_from_data(model, data, device)
-    t_init = time.perf_counter() - t_init
-    opt, sched = _optimizers(cfg, model, total)
-    needs_closure = OPTIMIZERS.info(cfg["optimizer"]["name"]).get("needs_closure", False)
-    tr = cfg["train"]
-    scaler = torch.amp.GradScaler(device.type, enabled=tr["precision"] == "fp16")
-    la_cfg = tr.get("lookahead")
-    lookahead = Lookahead(model, total, **la_cfg) if la_cfg else None
-    on_train_step = getattr(model, "on_train_step", None)
     st = _State()
-
     ck = load_checkpoint(ckpt_path) if resume and ckpt_path.exists() else None
     if ck is not None and ck.get("config_hash") != config_hash(cfg):
         log_.warning("%s holds a checkpoint of a different config; starting from scratch", ckpt_path)
         ck = None
     resumed = ck is not None
+    if not resumed:  # a resumed run gets its weights from the checkpoint instead
+        t_init = time.perf_counter()
+        init_from_data(model, data, device)
+        st.elapsed = time.perf_counter() - t_init  # init counts as run time, as in airbench
+    opt, sched = _optimizers(cfg, model, total)
+    needs_closure = OPTIMIZERS.info(cfg["optimizer"]["name"]).get("needs_closure", False)
+    tr = cfg["train"]
+    scaler = torch.amp.GradScaler(device.type, enabled=tr["precision"] == "fp16")
+    la_cfg = tr.get("lookahead")
+    lookahead = Lookahead(model, total, **la_cfg) if la_cfg else None  # after the init: the EMA starts from it
+    on_train_step = getattr(model, "on_train_step", None)
     if resumed:
         model.load_state_dict(ck["model"]), opt.load_state_dict(ck["optimizer"])
         sched.load_state_dict(ck["scheduler"]), scaler.load_state_dict(ck["scaler"])
@@ -128,8 +128,6 @@ def run(cfg: dict, out_dir: str | Path, *, resume: bool = False, meta: dict | No
         st.__dict__.update(ck["state"])
         if lookahead is not None:
             lookahead.load_state_dict(ck["lookahead"])
-    else:
-        st.elapsed = t_init  # data-dependent init is part of the run's time (airbench times it too)
     log = MetricsLog(out / "metrics.jsonl", resume_step=st.step if resumed else None)
 
     info = dict(meta or {})
@@ -227,13 +225,13 @@ def run(cfg: dict, out_dir: str | Path, *, resume: bool = False, meta: dict | No
 
 def _final(st: _State, splits, task: str, tta: bool = False) -> dict:
     metrics: dict[str, float | int | None] = {}
-    keys = ("loss", "accuracy", "perplexity") + (("tta_loss", "tta_accuracy") if tta else ())
+    keys = ("loss", "accuracy") if task == "classification" else ("loss", "perplexity")
+    keys += ("tta_loss", "tta_accuracy") if tta else ()
     for split in splits:
         last = st.last_eval.get(split, {}) if not st.diverged else {}
         for key in keys:
-            if key.startswith(("loss", "tta")) or (key == "accuracy") == (task == "classification"):
-                v = last.get(key)
-                metrics[f"{split}_{key}"] = v if v is None or math.isfinite(v) else None
+            v = last.get(key)
+            metrics[f"{split}_{key}"] = v if v is None or math.isfinite(v) else None
         best = st.best.get(split)
         metrics[f"best_{split}_loss"] = best if best is not None and math.isfinite(best) else None
     metrics["steps_to_target"] = st.steps_to_target
