@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import pickle
 from pathlib import Path
 
@@ -71,3 +72,12 @@ def write_sha256sums(root: Path, rel_paths: list[str]) -> Path:
 def _dump(path: Path, obj: dict) -> None:
     with open(path, "wb") as f:
         pickle.dump(obj, f, protocol=2)  # the official batches are protocol-2 pickles (Python 2 era)
+
+
+def real_datasets_missing(folders: tuple[str, ...] = ("cifar-10-batches-py", "wikitext-2")) -> str | None:
+    """Why the real datasets under $REPRO_DATA_DIR cannot be used (a skip reason), or None when they can."""
+    root = os.environ.get("REPRO_DATA_DIR")
+    if not root:
+        return "REPRO_DATA_DIR is not set (point it at the datasets, e.g. ../shared/datasets)"
+    missing = [d for d in folders if not (Path(root) / d).is_dir()]
+    return f"datasets missing under REPRO_DATA_DIR={root}: {', '.join(missing)}" if missing else None

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from fixtures_data import write_cifar10
+from run_helpers import run_killed_at
 from shared.config import load_paper, resolve_paper_run, resolve_run_config
 from shared.data import ClassificationBatches, ClassificationData
 from shared.models.airbench import whitening_filters
@@ -63,17 +64,7 @@ def test_airbench_trainer_calls_data_init_and_step_hooks(data_root, tmp_path):
 
 def test_airbench_resume_after_kill_matches_uninterrupted(data_root, tmp_path, monkeypatch):
     ref = run(airbench_cfg(checkpoint_every=3), tmp_path / "ref")
-    original = ClassificationBatches.batch
-
-    def killed_at_step_7(self, step):
-        if step == 7:
-            raise KeyboardInterrupt("simulated kill")
-        return original(self, step)
-
-    monkeypatch.setattr(ClassificationBatches, "batch", killed_at_step_7)
-    with pytest.raises(KeyboardInterrupt):
-        run(airbench_cfg(checkpoint_every=3), tmp_path / "resumed")
-    monkeypatch.setattr(ClassificationBatches, "batch", original)
+    run_killed_at(airbench_cfg(checkpoint_every=3), tmp_path / "resumed", ClassificationBatches, 7, monkeypatch)
     resumed = run(airbench_cfg(checkpoint_every=3), tmp_path / "resumed", resume=True)
     assert resumed["metrics"] == ref["metrics"]  # lookahead state and the bias hook survive the resume
 

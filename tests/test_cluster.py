@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from fixtures_data import real_datasets_missing
 from cluster_helpers import (LocalSlurm, final_results, mem_mb, minutes, skip_reason, slurm_jobs, snakemake,
                              snakemake_slurm, submitted_jobs, timed)
 
@@ -37,14 +38,6 @@ CANCEL_PROFILE = {
 # CPU on any machine; the cancelled run asks for 2 CPUs, so the resource check is not the default of 1
 TEST_CONFIG = {"device": "cpu", "resources": {"cancel": {"threads": 2, "mem_mb": 3000, "runtime": 15, "gpu": 0}}}
 CANCEL_RUN = "runs/mish/cancel/relu/seed0"
-
-
-def _datasets_missing() -> str | None:
-    root = os.environ.get("REPRO_DATA_DIR")
-    if not root:
-        return "REPRO_DATA_DIR is not set (point it at the datasets, e.g. ../shared/datasets)"
-    missing = [d for d in ("cifar-10-batches-py", "wikitext-2") if not (Path(root) / d).is_dir()]
-    return f"datasets missing under REPRO_DATA_DIR={root}: {', '.join(missing)}" if missing else None
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +61,7 @@ def cluster(base_env):
     root, env = base_env
     # short: the munge socket lives in it (unix socket paths are limited to 107 bytes)
     slurm = LocalSlurm(Path(f"/tmp/repro-slurm-test-{os.getpid()}"), env)
-    reason = skip_reason(slurm.env) or _datasets_missing()
+    reason = skip_reason(slurm.env) or real_datasets_missing()
     if reason:
         pytest.skip(reason)
     try:

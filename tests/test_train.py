@@ -6,6 +6,7 @@ import warnings
 import pytest
 
 from fixtures_data import write_cifar10, write_wikitext2
+from run_helpers import run_killed_at
 from shared.config import resolve_run_config
 from shared.data import ClassificationBatches, LMBatches
 from shared.train import run
@@ -63,19 +64,8 @@ def test_run_different_seed_differs(data_root, tmp_path):
                          ids=["cifar", "lm"])
 def test_resume_after_kill_matches_uninterrupted(data_root, tmp_path, monkeypatch, make_cfg, batches):
     ref = run(make_cfg(checkpoint_every=2, eval_every=3), tmp_path / "ref")
-
-    original = batches.batch
-
-    def killed_at_step_5(self, step):
-        if step == 5:
-            raise KeyboardInterrupt("simulated kill")
-        return original(self, step)
-
-    monkeypatch.setattr(batches, "batch", killed_at_step_5)
-    with pytest.raises(KeyboardInterrupt):
-        run(make_cfg(checkpoint_every=2, eval_every=3), tmp_path / "resumed")
+    run_killed_at(make_cfg(checkpoint_every=2, eval_every=3), tmp_path / "resumed", batches, 5, monkeypatch)
     assert not (tmp_path / "resumed" / "final.json").exists()
-    monkeypatch.setattr(batches, "batch", original)
     resumed = run(make_cfg(checkpoint_every=2, eval_every=3), tmp_path / "resumed", resume=True)
     assert resumed["metrics"] == ref["metrics"] and resumed["step"] == ref["step"] == 6
     meta = json.loads((tmp_path / "resumed" / "meta.json").read_text())

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from fixtures_data import real_datasets_missing
 from shared.results.readme import sections_in
 
 REPO = Path(__file__).resolve().parents[1]
@@ -47,18 +48,10 @@ def test_workflow_dry_run_plans_every_run(tmp_path, papers_copy, profile):
     assert counts.get("ledger") == "1"
 
 
-def _datasets_present() -> str | None:
-    root = os.environ.get("REPRO_DATA_DIR")
-    if not root:
-        return "REPRO_DATA_DIR is not set (point it at the datasets, e.g. ../shared/datasets)"
-    missing = [d for d in ("cifar-10-batches-py", "wikitext-2") if not (Path(root) / d).is_dir()]
-    return f"datasets missing under REPRO_DATA_DIR={root}: {', '.join(missing)}" if missing else None
-
-
 @pytest.mark.slow
 @pytest.mark.data
 def test_workflow_smoke_profile_end_to_end(tmp_path, papers_copy):
-    reason = _datasets_present()
+    reason = real_datasets_missing()
     if reason:
         pytest.skip(reason)
     from shared.config import list_papers, load_paper
