@@ -23,13 +23,10 @@ from shared.config import ConfigError, load_paper, list_papers, load_yaml, resol
 log = logging.getLogger("repro")
 
 
-def default_run_dir(paper: str, profile: str, variant: str, seed: int) -> Path:
-    return Path("runs") / paper / profile / variant / f"seed{seed}"
-
-
 def cmd_run(args: argparse.Namespace) -> int:
     import torch
 
+    from shared.results.aggregate import run_dir
     from shared.train import run
 
     if args.threads:
@@ -50,7 +47,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         if args.device:
             cfg["device"] = args.device
         meta = {"paper": args.paper, "variant": args.variant, "profile": args.profile}
-        out = Path(args.out or default_run_dir(args.paper, args.profile, args.variant, cfg["seed"]))
+        out = Path(args.out or run_dir("runs", args.paper, args.profile, args.variant, cfg["seed"]))
     log.info("run %s -> %s", meta, out)
     final = run(cfg, out, resume=args.resume, meta=meta)
     print(json.dumps(final["metrics"], indent=2))

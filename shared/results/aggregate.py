@@ -25,6 +25,7 @@ SUMMARY_COLUMNS = ["variant", "metric", "mean", "std", "n", "n_runs"]
 
 
 def run_dir(runs_dir: str | Path, slug: str, profile: str, variant: str, seed: int) -> Path:
+    """The one run-directory layout (``repro run``'s default ``--out`` and the workflow's ``run`` outputs)."""
     return Path(runs_dir) / slug / profile / variant / f"seed{seed}"
 
 
