@@ -189,3 +189,22 @@ def test_new_paper_copies_template(tmp_path, monkeypatch):
     assert load_paper("my_paper")["claims"][0]["id"] == "method_beats_baseline"  # the template validates
     assert results_main(["new-paper", "my_paper"]) == 2  # exists already
     assert results_main(["new-paper", "Bad-Slug"]) == 2
+
+
+def test_extra_generated_section_comes_from_results_with_links_rewritten(tmp_path):
+    readme_path = tmp_path / "papers" / "toy" / "README.md"
+    readme_path.parent.mkdir(parents=True)
+    readme_path.write_text(README + "\n## Synthetic\n<!-- BEGIN GENERATED: synthetic -->\n"
+                                    "<!-- END GENERATED: synthetic -->\n")
+    results = tmp_path / "results"
+    readme.update_readme("toy", PAPER, results, readme_path)
+    assert "Not run yet: `" in readme_path.read_text()
+    (results / "toy" / "synthetic").mkdir(parents=True)
+    (results / "toy" / "synthetic" / "section.md").write_text(
+        "| f | x |\n|---|---|\n| F1 | 0.5 |\n\n![fig](trajectories.png) [web](https://example.org)\n")
+    readme.update_readme("toy", PAPER, results, readme_path)
+    text = readme_path.read_text()
+    assert "| F1 | 0.5 |" in text
+    assert "![fig](../../results/toy/synthetic/trajectories.png)" in text
+    assert "[web](https://example.org)" in text
+    assert readme.extra_sections(text) == ["synthetic"]

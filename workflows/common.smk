@@ -104,6 +104,19 @@ def results_files(paper, profile):
 RESULT_FILES = ["runs.csv", "summary.csv", "claims.csv", "table.md", "claims.png", "curves.png"]
 
 
+def readme_inputs(wildcards):
+    """This profile's tables, plus each extra generated section the README has markers for (a paper's own analysis,
+    written by its rules.smk to results/<paper>/<section>/section.md; shared/results/readme.py)."""
+    from shared.results.readme import extra_sections
+
+    text = (PAPERS_DIR / wildcards.paper / "README.md").read_text()
+    return {
+        "claims": f"{RESULTS}/{wildcards.paper}/{wildcards.profile}/claims.csv",
+        "table": f"{RESULTS}/{wildcards.paper}/{wildcards.profile}/table.md",
+        "extra": [f"{RESULTS}/{wildcards.paper}/{name}/section.md" for name in extra_sections(text)],
+    }
+
+
 def ledger_inputs(wildcards):
     """This invocation's claims (and README updates, so the ledger is the last step); other profiles' committed
     claims.csv files are read too, by the ledger command itself, without being targets."""

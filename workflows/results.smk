@@ -57,8 +57,7 @@ rule aggregate:
 
 rule readme:
     input:
-        claims=f"{RESULTS}/{{paper}}/{{profile}}/claims.csv",
-        table=f"{RESULTS}/{{paper}}/{{profile}}/table.md",
+        unpack(readme_inputs),
     output:
         f"{RESULTS}/{{paper}}/{{profile}}/readme_sections.md",
     log:

@@ -109,18 +109,27 @@ def list_papers() -> list[str]:
 
 
 def load_paper(slug: str) -> dict:
-    """Load and validate ``papers/<slug>/config.yaml``; claims must name existing variants and profiles."""
+    """Load and validate ``papers/<slug>/config.yaml``; claims must name existing variants and profiles.
+
+    A ``sweep`` block's variants come back expanded into one variant per grid point (shared/config/sweep.py)."""
     path = papers_dir() / slug / "config.yaml"
     if not path.is_file():
         known = ", ".join(list_papers()) if papers_dir().is_dir() else "none"
         raise ConfigError(f"unknown paper {slug!r}: {path} does not exist; known papers: {known}")
     cfg = load_yaml(path)
     validate(cfg, PAPER_SCHEMA, str(path))
+    named = sorted(cfg["variants"])  # claims and benchmark tasks name variants as written (a swept one = its best)
+    cfg = sweep.expand(cfg, str(path))
     for i, claim in enumerate(cfg.get("claims", [])):
         for side in ("a", "b"):
-            if claim["compare"][side] not in cfg["variants"]:
+            if claim["compare"][side] not in named:
                 raise ConfigError(f"{path}: claims.{i}.compare.{side}: unknown variant {claim['compare'][side]!r}; "
-                                  f"variants: {', '.join(sorted(cfg['variants']))}")
+                                  f"variants: {', '.join(named)}")
+    for task, spec in (cfg.get("benchmark") or {}).get("tasks", {}).items():
+        for name in spec["variants"] + [spec["baseline"], spec["time_reference"]]:
+            if name not in named:
+                raise ConfigError(f"{path}: benchmark.tasks.{task}: unknown variant {name!r}; variants: "
+                                  f"{', '.join(named)}")
         for prof in claim.get("profiles", []):
             if prof not in cfg["profiles"]:
                 raise ConfigError(f"{path}: claims.{i}.profiles: unknown profile {prof!r}; "
@@ -143,6 +152,10 @@ def resolve_paper_run(slug: str, variant: str, profile: str, seed: int | None = 
     """The full run config for one paper × variant × profile × seed (seed defaults to the profile's first)."""
     cfg = load_paper(slug)
     source = str(papers_dir() / slug / "config.yaml")
+    members = [m for m, v in cfg["sweep_of"].items() if v == variant]
+    if members:
+        raise ConfigError(f"{source}: variant {variant!r} is swept (sweep.grid); run one of its grid points: "
+                          f"{', '.join(members)}")
     if variant not in cfg["variants"]:
         raise ConfigError(f"{source}: unknown variant {variant!r}; variants: {', '.join(sorted(cfg['variants']))}")
     if profile not in cfg["profiles"]:
@@ -150,3 +163,6 @@ def resolve_paper_run(slug: str, variant: str, profile: str, seed: int | None = 
     if seed is None:
         seed = cfg["profiles"][profile]["seeds"][0]
     return _resolve(cfg, slug, variant, profile, seed, source)
+
+
+from shared.config import sweep  # noqa: E402  (uses ConfigError and deep_merge from above)

@@ -103,6 +103,9 @@ def partial(schema: dict) -> dict:
 _PARTIAL_RUN = partial(RUN_SCHEMA)
 _NAME = {"type": "string", "pattern": "^[a-z0-9][a-z0-9_.-]*$"}
 
+_SELECT = _obj({"metric": {"type": "string", "minLength": 1}, "mode": {"enum": ["max", "min"]}},
+               required=("metric", "mode"))
+
 CLAIM_SCHEMA = _obj(
     {
         "id": _NAME,
@@ -149,6 +152,39 @@ PAPER_SCHEMA = _obj(
             "additionalProperties": _obj({"description": {"type": "string"}, "overrides": _PARTIAL_RUN}),
         },
         "claims": {"type": "array", "items": CLAIM_SCHEMA},
+        "sweep": _obj(  # shared/config/sweep.py
+            {
+                "select": _SELECT,
+                "select_by_variant": {"type": "object", "propertyNames": _NAME, "additionalProperties": _SELECT},
+                "grid": {
+                    "type": "object",
+                    "minProperties": 1,
+                    "propertyNames": _NAME,
+                    "additionalProperties": {
+                        "type": "object",
+                        "minProperties": 1,
+                        "propertyNames": {"type": "string", "pattern": "^[a-z_]+(\\.[a-z0-9_]+)+$"},
+                        "additionalProperties": {"type": "array", "minItems": 1,
+                                                 "items": {"type": ["number", "string", "boolean"]}},
+                    },
+                },
+            },
+            required=("select", "grid"),
+        ),
+        "benchmark": _obj(  # shared/results/benchmark.py
+            {
+                "tasks": {
+                    "type": "object",
+                    "minProperties": 1,
+                    "propertyNames": _NAME,
+                    "additionalProperties": _obj(
+                        {"variants": {"type": "array", "items": {"type": "string"}, "minItems": 1},
+                         "baseline": {"type": "string"}, "time_reference": {"type": "string"}},
+                        required=("variants", "baseline", "time_reference")),
+                },
+            },
+            required=("tasks",),
+        ),
     },
     required=("paper", "base", "profiles", "variants"),
 )

@@ -92,7 +92,7 @@ def runs_frame(paths: list[Path]) -> pd.DataFrame:
 
 def metric_columns(runs: pd.DataFrame) -> list[str]:
     """Numeric result columns: every metric from final.json, then wall time."""
-    skip = set(ID_COLUMNS + PROVENANCE_COLUMNS)
+    skip = set(ID_COLUMNS + PROVENANCE_COLUMNS) | {"selected_member"}  # the sweep's source column (sweep.py)
     return [c for c in runs.columns if c not in skip] + ["wall_time_s"]
 
 

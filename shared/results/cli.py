@@ -15,7 +15,8 @@ import sys
 from pathlib import Path
 
 from shared.config import list_papers, load_paper, papers_dir
-from shared.results import aggregate, ledger, plots, readme, tables
+from shared.config.sweep import report_variants
+from shared.results import aggregate, benchmark, ledger, plots, readme, sweep, tables
 
 log = logging.getLogger("repro.results")
 TEMPLATE = "_template"
@@ -23,13 +24,16 @@ SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9_]*$")
 
 
 def cmd_aggregate(args: argparse.Namespace) -> int:
-    """runs/<slug>/<profile>/*/seed*/ → runs.csv, summary.csv, claims.csv, table.md, claims.png, curves.png."""
+    """runs/<slug>/<profile>/*/seed*/ → runs.csv, summary.csv, claims.csv, table.md, claims.png, curves.png; with a
+    ``sweep`` block also sweep.csv and sweep.png, with a ``benchmark`` block benchmark.csv/.md and per-task figures."""
     cfg = load_paper(args.paper)
-    variants, seeds = list(cfg["variants"]), cfg["profiles"][args.profile]["seeds"]
+    seeds = cfg["profiles"][args.profile]["seeds"]
     out = Path(args.out_dir or Path("results") / args.paper / args.profile)
     out.mkdir(parents=True, exist_ok=True)
-    paths = aggregate.find_runs(args.runs_dir, args.paper, args.profile, variants, seeds)
-    runs = aggregate.runs_frame(paths)
+    paths = aggregate.find_runs(args.runs_dir, args.paper, args.profile, list(cfg["variants"]), seeds)
+    sweep_df = sweep.sweep_frame(cfg, aggregate.runs_frame(paths))
+    runs = sweep.with_best(aggregate.runs_frame(paths), sweep_df)  # a swept variant = its best grid point
+    variants = report_variants(cfg)
     summary = aggregate.summarize(runs, variants)
     claims = aggregate.claims_frame(cfg, args.paper, args.profile, runs)
     runs.to_csv(out / readme.RUNS, index=False)
@@ -38,19 +42,32 @@ def cmd_aggregate(args: argparse.Namespace) -> int:
     title = f"{args.paper} · profile {args.profile}"
     claim_metrics = list(dict.fromkeys(c["metric"] for c in cfg.get("claims", [])))
     plots.claims_bars(runs, claim_metrics, variants, out / readme.FIG_CLAIMS, title)
-    plots.learning_curves(aggregate.learning_curves(paths), variants, out / readme.FIG_CURVES, title)
+    curves = aggregate.learning_curves(paths)
+    best = {m: v for v, m in zip(runs["variant"], runs["selected_member"]) if m}
+    plots.learning_curves(curves.assign(variant=curves["variant"].replace(best)), variants,
+                          out / readme.FIG_CURVES, title)
+    extra = []
+    if len(sweep_df):
+        sweep_df.to_csv(out / "sweep.csv", index=False)
+        sweep.plot_sweep(sweep_df, out / "sweep.png", title)
+        extra.append("### Hyperparameter sweep (each variant is reported at its best grid point)\n\n"
+                     + sweep.sweep_table(sweep_df))
+    if cfg.get("benchmark"):
+        benchmark.write_benchmark(cfg, runs, sweep_df, curves, out, title)
+        extra.append(benchmark.benchmark_table(benchmark.benchmark_frame(cfg, runs, sweep_df, curves)))
     (out / readme.TABLE).write_text(table_md(title, cfg["profiles"][args.profile], runs, summary, claims,
-                                             claim_metrics))
-    log.info("aggregated %d runs of %s/%s into %s", len(runs), args.paper, args.profile, out)
+                                             claim_metrics, extra))
+    log.info("aggregated %d runs of %s/%s into %s", len(paths), args.paper, args.profile, out)
     return 0
 
 
-def table_md(title, profile_cfg, runs, summary, claims, claim_metrics) -> str:
+def table_md(title, profile_cfg, runs, summary, claims, claim_metrics, extra=()) -> str:
     metrics = claim_metrics + [m for m in dict.fromkeys(summary["metric"]) if m not in claim_metrics]
     parts = [f"## {title}", profile_cfg.get("description", ""), readme.provenance_line(runs),
              tables.summary_table(summary, metrics) if len(summary) else "_No finished runs._"]
     if len(claims):
         parts.append(tables.claims_table(claims))
+    parts += list(extra)
     return "\n\n".join(p for p in parts if p).rstrip() + "\n"
 
 

@@ -32,7 +32,7 @@ def claims_bars(runs: pd.DataFrame, metrics: list[str], variants: list[str], pat
         ax.set_title(metric, fontsize=9)
         _zoom(ax, runs, metric)
     fig.suptitle(title, fontsize=9)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _zoom(ax, runs: pd.DataFrame, metric: str) -> None:
@@ -69,10 +69,10 @@ def learning_curves(curves: pd.DataFrame, variants: list[str], path: str | Path,
         else:
             ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes)
     fig.suptitle(title, fontsize=9)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
-def _save(fig, path: str | Path) -> Path:
+def save_figure(fig, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()

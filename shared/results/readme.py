@@ -22,6 +22,8 @@ SECTIONS = ("results", "verdict")
 # files of one paper × profile in the results dir (written by `repro aggregate`)
 RUNS, SUMMARY, CLAIMS, TABLE, FIG_CLAIMS, FIG_CURVES = (
     "runs.csv", "summary.csv", "claims.csv", "table.md", "claims.png", "curves.png")
+# written only for configs with a ``sweep`` / ``benchmark`` block
+SWEEP, FIG_SWEEP, BENCHMARK = "sweep.csv", "sweep.png", "benchmark.md"
 
 
 class MarkerError(ValueError):
@@ -101,9 +103,19 @@ def render_results(slug: str, paper_cfg: dict, results_dir: str | Path, readme: 
         if len(claims):
             parts.append("Claims (effect signed so that > 0 is the claimed direction):\n\n"
                          + tables.claims_table(claims))
-        figs = [f"![{name} ({profile})]({_link(d / f, readme)})"
-                for name, f in (("claims' metrics per variant, dots are seeds", FIG_CLAIMS),
-                                ("learning curves", FIG_CURVES)) if (d / f).is_file()]
+        sweep = _read(d / SWEEP)
+        if len(sweep):
+            from shared.results.sweep import sweep_table  # noqa: PLC0415 (sweep imports this module's neighbours)
+
+            parts.append("Hyperparameter sweep: each swept variant above is its best grid point, chosen by the "
+                         "metric named here (on the same seeds it is then compared on):\n\n" + sweep_table(sweep))
+        if (d / BENCHMARK).is_file():
+            parts.append((d / BENCHMARK).read_text().split("\n", 2)[-1].strip())
+        named = [("claims' metrics per variant, dots are seeds", FIG_CLAIMS), ("learning curves", FIG_CURVES),
+                 ("metric vs swept value; ringed: chosen", FIG_SWEEP)]
+        named += [(f"best grid points: {f.stem.replace('_', ' ')}", f.name)
+                  for f in sorted(d.glob("curves_*.png")) + sorted(d.glob("sweep_*.png"))]
+        figs = [f"![{name} ({profile})]({_link(d / f, readme)})" for name, f in named if (d / f).is_file()]
         if figs:
             parts.append("\n".join(figs))
     return "\n\n".join(parts)
@@ -128,6 +140,8 @@ def update_readme(slug: str, paper_cfg: dict, results_dir: str | Path, readme: s
     text = readme.read_text()
     sections = {"results": render_results(slug, paper_cfg, results_dir, readme),
                 "verdict": render_verdict(slug, paper_cfg, results_dir)}
+    for name in extra_sections(text):
+        sections[name] = render_extra(slug, name, results_dir, readme)
     for name, body in sections.items():
         text = replace_section(text, name, body, str(readme))
     readme.write_text(text)
@@ -135,6 +149,22 @@ def update_readme(slug: str, paper_cfg: dict, results_dir: str | Path, readme: s
 
 
 _MARKER = re.compile(r"<!-- (BEGIN|END) GENERATED: ([\w-]+) -->")
+
+
+def extra_sections(text: str) -> list[str]:
+    """Generated sections other than results/verdict: a paper's own analysis (its ``rules.smk``) writes
+    ``results/<slug>/<name>/section.md`` and the README holds ``<!-- BEGIN GENERATED: <name> -->`` markers."""
+    return [n for n in sections_in(text) if n not in SECTIONS]
+
+
+def render_extra(slug: str, name: str, results_dir: str | Path, readme: Path) -> str:
+    """``results/<slug>/<name>/section.md``, its relative links (figures beside it) rewritten for the README."""
+    d = Path(results_dir) / slug / name
+    path = d / "section.md"
+    if not path.is_file():
+        return f"Not run yet: `{path}` is written by `papers/{slug}/rules.smk`."
+    prefix = _link(d, readme)
+    return re.sub(r"\]\((?!https?:|/)([^)]+)\)", lambda m: f"]({prefix}/{m.group(1)})", path.read_text())
 
 
 def sections_in(text: str) -> list[str]:

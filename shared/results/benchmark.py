@@ -1,0 +1,124 @@
+"""A benchmark grid's report (a paper config's ``benchmark`` block): per task, every method at its best swept
+hyperparameter, side by side.
+
+Columns (``benchmark.csv`` / ``benchmark.md``), for each task and variant (its best grid point when swept):
+
+- ``metric``: the sweep's selection metric, mean ± std over seeds.
+- ``sensitivity_gap``: best minus worst grid-point mean of that metric (0 when unswept), and how many grid points
+  lost a seed to divergence.
+- ``steps_to_baseline``: first evaluation step at which the eval loss (val split if any, else test) is at or below the
+  baseline variant's final eval loss (mean over its seeds), averaged over seeds; missing when any seed never gets
+  there (``reached`` says how many did). Resolution is the profile's ``train.eval_every``.
+- ``time_per_step_rel``: mean wall time per step divided by the time-reference variant's (measured in the same
+  workflow on the same machine; includes evaluation and data-dependent init, so it is an upper bound on the
+  optimizer's own overhead).
+- ``state_bytes_per_param``: ``optimizer_state_bytes_per_param`` from ``final.json`` (tensors in the optimizer's
+  state, bytes per trainable parameter).
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from shared.config.sweep import select_rule
+from shared.results import plots, tables
+from shared.results.sweep import plot_sweep, sensitivity
+
+STATE_METRIC = "optimizer_state_bytes_per_param"
+
+
+def _member(runs: pd.DataFrame, variant: str) -> str:
+    part = runs[runs["variant"] == variant]
+    chosen = part["selected_member"].iloc[0] if "selected_member" in part and len(part) else ""
+    return chosen or variant
+
+
+def _mean(values) -> tuple[float, float, int]:
+    finite = [float(v) for v in pd.to_numeric(pd.Series(values), errors="coerce") if math.isfinite(v)]
+    if not finite:
+        return math.nan, math.nan, 0
+    s = pd.Series(finite)
+    return float(s.mean()), float(s.std(ddof=1)) if len(s) > 1 else math.nan, len(s)
+
+
+def eval_split(curves: pd.DataFrame) -> str:
+    evals = curves[curves["kind"] == "eval"]
+    return "val" if (evals["split"] == "val").any() else "test"
+
+
+def benchmark_frame(cfg: dict, runs: pd.DataFrame, sweep: pd.DataFrame, curves: pd.DataFrame) -> pd.DataFrame:
+    """One row per task × variant (module docstring). ``curves`` from ``aggregate.learning_curves`` (member names)."""
+    sens = sensitivity(sweep).set_index("variant") if len(sweep) else pd.DataFrame()
+    split = eval_split(curves) if len(curves) else "test"
+    evals = curves[(curves["kind"] == "eval") & (curves["split"] == split)] if len(curves) else curves
+    rows = []
+    for task, spec in cfg["benchmark"]["tasks"].items():
+        base = runs[runs["variant"] == spec["baseline"]]
+        target, _, _ = _mean(base.get(f"{split}_loss", pd.Series(dtype=float)))
+        ref = runs[runs["variant"] == spec["time_reference"]]
+        ref_time, _, _ = _mean(ref["wall_time_s"] / ref["step"]) if len(ref) else (math.nan, 0, 0)
+        for variant in spec["variants"]:
+            part = runs[runs["variant"] == variant]
+            rule = select_rule(cfg, variant) or (cfg.get("sweep") or {}).get("select") or {"metric": f"{split}_loss"}
+            mean, std, n = _mean(part.get(rule["metric"], pd.Series(dtype=float)))
+            member = _member(runs, variant)
+            steps, reached = [], 0
+            for seed in sorted(part["seed"]):
+                c = evals[(evals["variant"] == member) & (evals["seed"] == seed)].sort_values("step")
+                hit = c[c["loss"] <= target] if math.isfinite(target) else c.iloc[0:0]
+                if len(hit):
+                    reached += 1
+                    steps.append(int(hit["step"].iloc[0]))
+            time_rel, _, _ = _mean(part["wall_time_s"] / part["step"]) if len(part) else (math.nan, 0, 0)
+            state, _, _ = _mean(part.get(STATE_METRIC, pd.Series(dtype=float)))
+            s = sens.loc[variant] if variant in sens.index else None
+            rows.append({
+                "task": task, "variant": variant, "selected_member": member, "metric": rule["metric"],
+                "mean": mean, "std": std, "n": n,
+                "sensitivity_gap": float(s["gap"]) if s is not None else 0.0,
+                "grid_points": int(s["points"]) if s is not None else 1,
+                "grid_points_with_missing": int(s["points_with_missing"]) if s is not None else 0,
+                "target_loss": target, "steps_to_baseline": (sum(steps) / len(steps)) if reached == len(part)
+                and len(part) else math.nan, "reached": f"{reached}/{len(part)}",
+                "time_per_step_rel": time_rel / ref_time if ref_time else math.nan,
+                "state_bytes_per_param": state, "baseline": spec["baseline"],
+                "time_reference": spec["time_reference"]})
+    return pd.DataFrame(rows)
+
+
+def benchmark_table(bench: pd.DataFrame) -> str:
+    parts = []
+    for task, part in bench.groupby("task", sort=False):
+        rows = [[f"`{r['variant']}`", f"`{r['selected_member']}`", f"{r['metric']}: "
+                 + tables.mean_std(r["mean"], r["std"], r["n"]),
+                 f"{tables.fmt(r['sensitivity_gap'], 3)} over {r['grid_points']}"
+                 + (f" ({r['grid_points_with_missing']} lost seeds)" if r["grid_points_with_missing"] else ""),
+                 f"{tables.fmt(r['steps_to_baseline'])} ({r['reached']})", tables.fmt(r["time_per_step_rel"], 3),
+                 tables.fmt(r["state_bytes_per_param"], 3)]
+                for _, r in part.iterrows()]
+        first = part.iloc[0]
+        parts.append(f"**Task `{task}`** — baseline `{first['baseline']}` (target eval loss "
+                     f"{tables.fmt(first['target_loss'])}), time reference `{first['time_reference']}`.\n\n"
+                     + tables.markdown_table(
+                         ["method", "best grid point", "best metric (mean ± std)", "sensitivity gap",
+                          "steps to baseline (seeds reaching)", "time/step (rel.)", "state bytes/param"], rows))
+    return "\n\n".join(parts)
+
+
+def write_benchmark(cfg: dict, runs: pd.DataFrame, sweep: pd.DataFrame, curves: pd.DataFrame, out: Path,
+                    title: str) -> list[Path]:
+    """benchmark.csv, benchmark.md and per task: curves_<task>.png (best grid points), sweep_<task>.png."""
+    bench = benchmark_frame(cfg, runs, sweep, curves)
+    bench.to_csv(out / "benchmark.csv", index=False)
+    (out / "benchmark.md").write_text(f"## {title}: benchmark\n\n{benchmark_table(bench)}\n")
+    written = [out / "benchmark.csv", out / "benchmark.md"]
+    for task, spec in cfg["benchmark"]["tasks"].items():
+        rename = {_member(runs, v): v for v in spec["variants"]}
+        part = curves[curves["variant"].isin(rename)].assign(variant=lambda d: d["variant"].map(rename))
+        written.append(plots.learning_curves(part, spec["variants"], out / f"curves_{task}.png",
+                                             f"{title} · {task} · best grid point per method"))
+        written.append(plot_sweep(sweep[sweep["variant"].isin(spec["variants"])], out / f"sweep_{task}.png",
+                                  f"{title} · {task} · metric vs swept value"))
+    return written

@@ -1,0 +1,126 @@
+"""Best grid point per swept variant (shared/config/sweep.py), the sweep table, and metric-vs-hyperparameter plots.
+
+For each swept variant, every member (grid point) gets the mean over seeds of the selection metric; a member with
+any missing or non-finite value (a diverged seed) ranks below every complete member, so a learning rate that
+diverges on one seed of three is never "best". The best member's runs then stand in for the variant: their rows are
+copied into the runs table under the variant's own name, with ``selected_member`` naming the source.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from shared.config.sweep import SWEEP_OF, SWEEP_PARAMS, select_rule, swept_variants
+from shared.results import plots, tables
+
+SWEEP_COLUMNS = ["variant", "member", "param", "value", "metric", "mode", "mean", "std", "n", "n_runs",
+                 "n_missing", "selected"]
+
+
+def _values(runs: pd.DataFrame, member: str, metric: str) -> list[float]:
+    if metric not in runs.columns:
+        return [math.nan] * int((runs["variant"] == member).sum())
+    return pd.to_numeric(runs.loc[runs["variant"] == member, metric], errors="coerce").tolist()
+
+
+def sweep_frame(cfg: dict, runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per grid point: its selection metric over seeds and whether it is its variant's best."""
+    rows = []
+    for variant in swept_variants(cfg):
+        rule = select_rule(cfg, variant)
+        members = [m for m, v in cfg[SWEEP_OF].items() if v == variant]
+        stats = []
+        for member in members:
+            values = _values(runs, member, rule["metric"])
+            finite = [x for x in values if math.isfinite(x)]
+            mean = sum(finite) / len(finite) if finite else math.nan
+            std = pd.Series(finite).std(ddof=1) if len(finite) > 1 else math.nan
+            stats.append((member, mean, std, len(finite), len(values)))
+        best = _best(stats, rule["mode"])
+        for member, mean, std, n, n_runs in stats:
+            point = cfg[SWEEP_PARAMS][member]
+            param = ", ".join(point)
+            value = next(iter(point.values())) if len(point) == 1 else ", ".join(map(str, point.values()))
+            rows.append({"variant": variant, "member": member, "param": param, "value": value,
+                         "metric": rule["metric"], "mode": rule["mode"], "mean": mean, "std": std, "n": n,
+                         "n_runs": n_runs, "n_missing": n_runs - n, "selected": member == best})
+    return pd.DataFrame(rows, columns=SWEEP_COLUMNS)
+
+
+def _best(stats: list[tuple], mode: str) -> str | None:
+    """Complete members (no missing values, ≥ 1 run) first, then by mean in the rule's direction."""
+    ranked = [s for s in stats if s[4] > 0 and s[3] == s[4]] or [s for s in stats if s[3] > 0]
+    if not ranked:
+        return None
+    sign = -1.0 if mode == "max" else 1.0
+    return min(ranked, key=lambda s: sign * s[1])[0]
+
+
+def with_best(runs: pd.DataFrame, sweep: pd.DataFrame) -> pd.DataFrame:
+    """``runs`` plus, for each swept variant, its best member's rows renamed to the variant (``selected_member``)."""
+    runs = runs.copy()
+    runs["selected_member"] = ""
+    extra = []
+    for _, row in sweep[sweep["selected"]].iterrows():
+        part = runs[runs["variant"] == row["member"]].copy()
+        part["selected_member"], part["variant"] = row["member"], row["variant"]
+        extra.append(part)
+    return pd.concat([runs] + extra, ignore_index=True) if extra else runs
+
+
+def sensitivity(sweep: pd.DataFrame) -> pd.DataFrame:
+    """Per swept variant: best and worst grid-point means, their gap (the metric's units), grid points that lost
+    seeds to divergence. A small gap means the method is forgiving about its hyperparameter."""
+    rows = []
+    for variant, part in sweep.groupby("variant", sort=False):
+        finite = part[part["n_missing"] == 0]["mean"].dropna()
+        rows.append({"variant": variant, "metric": part["metric"].iloc[0],
+                     "best": finite.max() if part["mode"].iloc[0] == "max" else finite.min(),
+                     "worst": finite.min() if part["mode"].iloc[0] == "max" else finite.max(),
+                     "gap": (finite.max() - finite.min()) if len(finite) else math.nan,
+                     "points": len(part), "points_with_missing": int((part["n_missing"] > 0).sum())})
+    return pd.DataFrame(rows)
+
+
+def sweep_table(sweep: pd.DataFrame) -> str:
+    """Markdown: one row per grid point, the selected one in bold."""
+    rows = []
+    for _, r in sweep.iterrows():
+        cell = tables.mean_std(r["mean"], r["std"], r["n"])
+        cell += f", {int(r['n_missing'])} missing" if r["n_missing"] else ""
+        member = f"**`{r['member']}`** (best)" if r["selected"] else f"`{r['member']}`"
+        rows.append([f"`{r['variant']}`", member, f"{r['param']} = {r['value']}",
+                     f"{r['metric']} ({r['mode']})", cell])
+    return tables.markdown_table(["variant", "grid point", "setting", "selected by", "value over seeds"], rows)
+
+
+def plot_sweep(sweep: pd.DataFrame, path: str | Path, title: str = "") -> Path:
+    """Selection metric vs the swept value (log x when all positive), one line per variant, one panel per metric;
+    the chosen point ringed. Grid points with a diverged seed are drawn hollow at their finite seeds' mean."""
+    import matplotlib.pyplot as plt
+
+    metrics = list(dict.fromkeys(sweep["metric"])) or ["none"]
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.6 * len(metrics), 3.4), squeeze=False)
+    for ax, metric in zip(axes[0], metrics):
+        part_m = sweep[sweep["metric"] == metric]
+        numeric = pd.to_numeric(part_m["value"], errors="coerce")
+        for i, (variant, part) in enumerate(part_m.groupby("variant", sort=False)):
+            x = pd.to_numeric(part["value"], errors="coerce")
+            if x.isna().any():  # multi-key grid points: plot in grid order
+                x = pd.Series(range(len(part)), index=part.index)
+            ax.errorbar(x, part["mean"], yerr=part["std"].fillna(0), color=f"C{i}", marker="o", ms=4,
+                        capsize=2, label=variant)
+            hollow = part[part["n_missing"] > 0]
+            ax.scatter(x[hollow.index], hollow["mean"], s=60, facecolors="white", edgecolors=f"C{i}", zorder=3)
+            best = part[part["selected"]]
+            ax.scatter(x[best.index], best["mean"], s=120, facecolors="none", edgecolors="black", zorder=4)
+        if len(numeric.dropna()) == len(numeric) and (numeric > 0).all() and numeric.max() / numeric.min() > 10:
+            ax.set_xscale("log")
+        ax.set_xlabel(", ".join(dict.fromkeys(part_m["param"])) or "grid point")
+        ax.set_title(metric, fontsize=9)
+        if ax.has_data():
+            ax.legend(fontsize=7)
+    fig.suptitle(title, fontsize=9)
+    return plots.save_figure(fig, path)

@@ -1,0 +1,132 @@
+"""Sweeps (shared/config/sweep.py, shared/results/sweep.py) and the benchmark report (shared/results/benchmark.py)
+on synthetic run directories with known numbers."""
+import json
+import math
+
+import pandas as pd
+import pytest
+import yaml
+
+from shared.config import ConfigError, load_paper, resolve_paper_run
+from shared.results import aggregate, benchmark, sweep
+from shared.results.cli import main as results_main
+
+PAPER = {
+    "paper": {"title": "Toy optimizers", "arxiv": "0000.00000", "authors": "A. Author", "year": 2020},
+    "base": {"data": {"dataset": "cifar10"}, "model": {"name": "resnet20"}, "train": {"steps": 30}},
+    "profiles": {"tiny": {"seeds": [0, 1, 2]}},
+    "variants": {"sgd": {"overrides": {"optimizer": {"name": "sgd"}}},
+                 "adamw": {"overrides": {"optimizer": {"name": "adamw"}}},
+                 "plain": {}},
+    "sweep": {"select": {"metric": "test_accuracy", "mode": "max"},
+              "grid": {"sgd": {"optimizer.lr": [0.01, 0.1, 1.0]}, "adamw": {"optimizer.lr": [0.001, 0.01]}}},
+    "benchmark": {"tasks": {"cifar": {"variants": ["sgd", "adamw", "plain"], "baseline": "adamw",
+                                      "time_reference": "sgd"}}},
+    "claims": [{"id": "adamw_beats_sgd", "text": "AdamW beats SGD at each one's best lr.", "metric": "test_accuracy",
+                "compare": {"a": "adamw", "b": "sgd"}, "direction": "greater"}],
+}
+# (member, seed) -> (test accuracy, eval losses at steps 10/20/30, wall time)
+ACC = {"sgd.lr0.01": 0.50, "sgd.lr0.1": 0.70, "sgd.lr1": 0.90, "adamw.lr0.001": 0.80, "adamw.lr0.01": 0.85,
+       "plain": 0.60}
+
+
+@pytest.fixture
+def papers(tmp_path, monkeypatch):
+    root = tmp_path / "papers"
+    (root / "toy").mkdir(parents=True)
+    (root / "toy" / "config.yaml").write_text(yaml.safe_dump(PAPER, sort_keys=False))
+    monkeypatch.setenv("REPRO_PAPERS_DIR", str(root))
+    return root
+
+
+def write_run(runs_dir, variant, seed, acc, losses, wall, diverged=False, state_bytes=8.0):
+    d = aggregate.run_dir(runs_dir, "toy", "tiny", variant, seed)
+    d.mkdir(parents=True)
+    (d / "meta.json").write_text(json.dumps({"paper": "toy", "variant": variant, "profile": "tiny", "seed": seed,
+                                             "data": {"variant": "cifar10-recon"}}))
+    evals = [{"kind": "eval", "step": 10 * (i + 1), "split": "test", "loss": x} for i, x in enumerate(losses)]
+    (d / "metrics.jsonl").write_text("\n".join(json.dumps(e) for e in evals) + "\n")
+    metrics = {"test_loss": None if diverged else losses[-1], "test_accuracy": None if diverged else acc,
+               "optimizer_state_bytes_per_param": state_bytes, "diverged": int(diverged)}
+    (d / "final.json").write_text(json.dumps({"metrics": metrics, "step": 30, "wall_time_s": wall}))
+
+
+def test_sweep_expands_into_members_and_names_the_best(papers):
+    cfg = load_paper("toy")
+    assert list(cfg["variants"]) == ["sgd.lr0.01", "sgd.lr0.1", "sgd.lr1", "adamw.lr0.001", "adamw.lr0.01", "plain"]
+    run = resolve_paper_run("toy", "sgd.lr0.1", "tiny")
+    assert run["optimizer"] == {**run["optimizer"], "name": "sgd", "lr": 0.1}
+    with pytest.raises(ConfigError, match="swept.*sgd.lr0.01, sgd.lr0.1, sgd.lr1"):
+        resolve_paper_run("toy", "sgd", "tiny")
+
+
+def test_sweep_config_errors_name_the_problem(papers):
+    bad = dict(PAPER, sweep={"select": {"metric": "test_accuracy", "mode": "max"}, "grid": {"nope": {"a.b": [1]}}})
+    (papers / "toy" / "config.yaml").write_text(yaml.safe_dump(bad))
+    with pytest.raises(ConfigError, match=r"sweep.grid: unknown variant\(s\) \['nope'\]"):
+        load_paper("toy")
+    bad = dict(PAPER, benchmark={"tasks": {"t": {"variants": ["sgd"], "baseline": "adam", "time_reference": "sgd"}}})
+    (papers / "toy" / "config.yaml").write_text(yaml.safe_dump(bad))
+    with pytest.raises(ConfigError, match="benchmark.tasks.t: unknown variant 'adam'"):
+        load_paper("toy")
+
+
+def test_best_member_skips_grid_points_with_a_diverged_seed(papers, tmp_path):
+    runs_dir = tmp_path / "runs"
+    for member, acc in ACC.items():
+        for seed in range(3):
+            # sgd.lr1 is the most accurate on average but seed 2 diverges: it must not be chosen
+            write_run(runs_dir, member, seed, acc + 0.01 * seed, [2.0, 1.5, 1.0], 3.0,
+                      diverged=(member == "sgd.lr1" and seed == 2))
+    cfg = load_paper("toy")
+    paths = aggregate.find_runs(runs_dir, "toy", "tiny", list(cfg["variants"]), [0, 1, 2])
+    df = sweep.sweep_frame(cfg, aggregate.runs_frame(paths))
+    chosen = dict(zip(df.loc[df["selected"], "variant"], df.loc[df["selected"], "member"]))
+    assert chosen == {"sgd": "sgd.lr0.1", "adamw": "adamw.lr0.01"}
+    row = df[df["member"] == "sgd.lr0.1"].iloc[0]
+    assert row["mean"] == pytest.approx(0.71) and row["n"] == 3 and row["n_missing"] == 0
+    runs = sweep.with_best(aggregate.runs_frame(paths), df)
+    assert sorted(runs.loc[runs["variant"] == "sgd", "test_accuracy"]) == pytest.approx([0.70, 0.71, 0.72])
+    sens = sweep.sensitivity(df).set_index("variant")
+    assert sens.loc["sgd", "gap"] == pytest.approx(0.20)  # 0.71 - 0.51 over the complete grid points
+    assert sens.loc["sgd", "points_with_missing"] == 1
+
+
+def test_benchmark_columns_from_known_runs(papers, tmp_path):
+    runs_dir = tmp_path / "runs"
+    for member, acc in ACC.items():
+        for seed in range(3):
+            # adamw (baseline) ends at loss 1.0; sgd.lr0.1 gets to 1.0 at step 20; plain never does
+            losses = {"sgd.lr0.1": [1.8, 0.9, 0.8], "plain": [2.0, 1.9, 1.8]}.get(member, [2.0, 1.5, 1.0])
+            wall = {"sgd": 3.0, "adamw": 4.5}.get(member.split(".")[0], 6.0)
+            write_run(runs_dir, member, seed, acc, losses, wall, state_bytes=0.0 if member.startswith("sgd") else 8.0)
+    cfg = load_paper("toy")
+    paths = aggregate.find_runs(runs_dir, "toy", "tiny", list(cfg["variants"]), [0, 1, 2])
+    df = sweep.sweep_frame(cfg, aggregate.runs_frame(paths))
+    runs = sweep.with_best(aggregate.runs_frame(paths), df)
+    bench = benchmark.benchmark_frame(cfg, runs, df, aggregate.learning_curves(paths)).set_index("variant")
+    assert bench.loc["adamw", "target_loss"] == pytest.approx(1.0)
+    assert bench.loc["sgd", "selected_member"] == "sgd.lr1"
+    assert bench.loc["adamw", "steps_to_baseline"] == 30 and bench.loc["plain", "reached"] == "0/3"
+    assert math.isnan(bench.loc["plain", "steps_to_baseline"])
+    assert bench.loc["adamw", "time_per_step_rel"] == pytest.approx(1.5)
+    assert bench.loc["plain", "time_per_step_rel"] == pytest.approx(2.0)
+    assert bench.loc["sgd", "state_bytes_per_param"] == 0.0 and bench.loc["adamw", "state_bytes_per_param"] == 8.0
+    assert bench.loc["plain", "sensitivity_gap"] == 0.0 and bench.loc["sgd", "grid_points"] == 3
+
+
+def test_aggregate_cli_writes_sweep_and_benchmark_files(papers, tmp_path):
+    runs_dir, out = tmp_path / "runs", tmp_path / "out"
+    for member, acc in ACC.items():
+        for seed in range(3):
+            write_run(runs_dir, member, seed, acc + 0.001 * seed, [2.0, 1.5, 1.0], 3.0)
+    assert results_main(["aggregate", "toy", "--profile", "tiny", "--runs-dir", str(runs_dir),
+                         "--out-dir", str(out)]) == 0
+    for name in ("sweep.csv", "sweep.png", "benchmark.csv", "benchmark.md", "curves_cifar.png", "sweep_cifar.png"):
+        assert (out / name).is_file(), name
+    claims = pd.read_csv(out / "claims.csv").iloc[0]
+    # adamw's best (0.85..) vs sgd's best (sgd.lr1: 0.90..): AdamW does not beat SGD here
+    assert claims["mean_a"] == pytest.approx(0.851) and claims["mean_b"] == pytest.approx(0.901)
+    assert claims["verdict"] == "not reproduced"
+    table = (out / "table.md").read_text()
+    assert "**`sgd.lr1`** (best)" in table and "`sgd`" in table
