@@ -124,9 +124,46 @@ def test_aggregate_cli_writes_sweep_and_benchmark_files(papers, tmp_path):
                          "--out-dir", str(out)]) == 0
     for name in ("sweep.csv", "sweep.png", "benchmark.csv", "benchmark.md", "curves_cifar.png", "sweep_cifar.png"):
         assert (out / name).is_file(), name
+    assert not (out / "sweep_heatmap.png").exists()  # no two-key grid here
     claims = pd.read_csv(out / "claims.csv").iloc[0]
     # adamw's best (0.85..) vs sgd's best (sgd.lr1: 0.90..): AdamW does not beat SGD here
     assert claims["mean_a"] == pytest.approx(0.851) and claims["mean_b"] == pytest.approx(0.901)
     assert claims["verdict"] == "not reproduced"
     table = (out / "table.md").read_text()
     assert "**`sgd.lr1`** (best)" in table and "`sgd`" in table
+
+
+def test_profile_overrides_for_pattern_apply_after_the_variant_and_keep_grid_points(papers):
+    cfg = dict(PAPER, variants={**PAPER["variants"], "lm-adamw": {"overrides": {"optimizer": {"name": "adamw"}}}},
+               sweep={"select": {"metric": "test_loss", "mode": "min"},
+                      "grid": {"lm-adamw": {"optimizer.lr": [0.001, 0.003]}}},
+               benchmark=None, claims=[])
+    cfg = {k: v for k, v in cfg.items() if v is not None}
+    cfg["profiles"] = {"tiny": {"seeds": [0], "overrides": {"train": {"steps": 30}},
+                                "overrides_for": {"lm-*": {"train": {"steps": 7}, "optimizer": {"lr": 9.0}}}}}
+    (papers / "toy" / "config.yaml").write_text(yaml.safe_dump(cfg))
+    run = resolve_paper_run("toy", "lm-adamw.lr0.003", "tiny")
+    assert run["train"]["steps"] == 7  # the pattern's profile scale beats the base's
+    assert run["optimizer"]["lr"] == 0.003  # ... but not the grid point
+    assert resolve_paper_run("toy", "plain", "tiny")["train"]["steps"] == 30
+
+
+def test_two_key_grid_gets_a_heat_map(papers, tmp_path):
+    cfg = dict(PAPER, sweep={"select": {"metric": "test_accuracy", "mode": "max"},
+                             "grid": {"adamw": {"optimizer.lr": [0.001, 0.01], "optimizer.weight_decay": [0.0, 0.1]}}},
+               claims=[])
+    cfg.pop("benchmark")
+    (papers / "toy" / "config.yaml").write_text(yaml.safe_dump(cfg))
+    loaded = load_paper("toy")
+    assert "adamw.lr0.01.weight_decay0.1" in loaded["variants"]
+    runs_dir = tmp_path / "runs"
+    for i, member in enumerate(m for m in loaded["variants"] if m.startswith("adamw")):
+        for seed in range(3):
+            write_run(runs_dir, member, seed, 0.5 + 0.1 * i, [2.0, 1.5, 1.0], 3.0)
+    for v in ("sgd", "plain"):
+        for seed in range(3):
+            write_run(runs_dir, v, seed, 0.5, [2.0, 1.5, 1.0], 3.0)
+    paths = aggregate.find_runs(runs_dir, "toy", "tiny", list(loaded["variants"]), [0, 1, 2])
+    df = sweep.sweep_frame(loaded, aggregate.runs_frame(paths))
+    assert df.loc[df["selected"], "member"].tolist() == ["adamw.lr0.01.weight_decay0.1"]
+    assert sweep.plot_heatmaps(loaded, df, tmp_path / "h.png").is_file()

@@ -1,11 +1,13 @@
 """Load, merge and validate YAML configs; resolve a paper's (variant, profile, seed) into one run config.
 
-Resolution order (docs/design.md): defaults ← paper ``base`` ← ``profiles[P].overrides`` ← ``variants[V].overrides``,
-then ``seed``. Profiles change scale, variants change the method; lists replace, mappings merge.
+Resolution order (docs/design.md): defaults ← paper ``base`` ← ``profiles[P].overrides`` ← ``variants[V].overrides``
+← ``profiles[P].overrides_for[pattern]`` for each glob pattern matching V (then V's sweep grid point again), then
+``seed``. Profiles change scale, variants change the method; lists replace, mappings merge.
 """
 from __future__ import annotations
 
 import copy
+import fnmatch
 import hashlib
 import json
 import os
@@ -144,6 +146,14 @@ def load_paper(slug: str) -> dict:
 def _resolve(cfg: dict, slug: str, variant: str, profile: str, seed: int, source: str) -> dict:
     merged = deep_merge(cfg["base"], cfg["profiles"][profile].get("overrides", {}))
     merged = deep_merge(merged, cfg["variants"][variant].get("overrides", {}))
+    for pattern, overrides in cfg["profiles"][profile].get("overrides_for", {}).items():
+        # a swept grid point matches its variant's patterns too (the grid values then win again)
+        name = cfg.get("sweep_of", {}).get(variant, variant)
+        if fnmatch.fnmatchcase(name, pattern):
+            merged = deep_merge(merged, overrides)
+            if name != variant:
+                for key, value in cfg["sweep_params"][variant].items():
+                    merged = deep_merge(merged, sweep.nested(key, value))
     merged["seed"] = seed
     return resolve_run_config(merged, f"{source} (variant={variant}, profile={profile})")
 

@@ -78,6 +78,12 @@ RUN_SCHEMA = _obj(
                     {"every": _INT_POS, "decay": {"type": "number", "minimum": 0, "maximum": 1},
                      "power": {"type": "number", "minimum": 0}}, required=("every", "decay", "power"))]},
                 "tta_level": {"enum": [0, 1, 2]},
+                "z_loss": {"type": "number", "minimum": 0},
+                "probes": _obj(  # shared/probes; every: 0 = off
+                    {"every": _INT_NN,
+                     "names": {"type": "array", "items": {"type": "string"}, "uniqueItems": True},
+                     "kwargs": {"type": "object", "additionalProperties": _KWARGS},
+                     "batch_size": _INT_POS}),
             }
         ),
         "seed": _INT_NN,
@@ -141,6 +147,9 @@ PAPER_SCHEMA = _obj(
                     "description": {"type": "string"},
                     "seeds": {"type": "array", "items": _INT_NN, "minItems": 1},
                     "overrides": _PARTIAL_RUN,
+                    # {variant glob: overrides} applied after the variant's own: a profile's scale per task, when
+                    # one config holds variants of several tasks (e.g. "lm-*" gets the LM's steps and model size)
+                    "overrides_for": {"type": "object", "additionalProperties": _PARTIAL_RUN},
                 },
                 required=("seeds",),
             ),

@@ -50,6 +50,7 @@ def cmd_aggregate(args: argparse.Namespace) -> int:
     if len(sweep_df):
         sweep_df.to_csv(out / "sweep.csv", index=False)
         sweep.plot_sweep(sweep_df, out / "sweep.png", title)
+        sweep.plot_heatmaps(cfg, sweep_df, out / "sweep_heatmap.png", title)
         extra.append("### Hyperparameter sweep (each variant is reported at its best grid point)\n\n"
                      + sweep.sweep_table(sweep_df))
     if cfg.get("benchmark"):

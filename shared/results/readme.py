@@ -112,7 +112,8 @@ def render_results(slug: str, paper_cfg: dict, results_dir: str | Path, readme: 
         if (d / BENCHMARK).is_file():
             parts.append((d / BENCHMARK).read_text().split("\n", 2)[-1].strip())
         named = [("claims' metrics per variant, dots are seeds", FIG_CLAIMS), ("learning curves", FIG_CURVES),
-                 ("metric vs swept value; ringed: chosen", FIG_SWEEP)]
+                 ("metric vs swept value; ringed: chosen", FIG_SWEEP),
+                 ("two-key grids as heat maps; boxed: chosen", "sweep_heatmap.png")]
         named += [(f"best grid points: {f.stem.replace('_', ' ')}", f.name)
                   for f in sorted(d.glob("curves_*.png")) + sorted(d.glob("sweep_*.png"))]
         figs = [f"![{name} ({profile})]({_link(d / f, readme)})" for name, f in named if (d / f).is_file()]

@@ -124,3 +124,39 @@ def plot_sweep(sweep: pd.DataFrame, path: str | Path, title: str = "") -> Path:
             ax.legend(fontsize=7)
     fig.suptitle(title, fontsize=9)
     return plots.save_figure(fig, path)
+
+
+def plot_heatmaps(cfg: dict, sweep: pd.DataFrame, path: str | Path, title: str = "") -> Path | None:
+    """For variants swept over exactly two keys (e.g. lr x weight decay, Loshchilov & Hutter's Fig. 2): one heat map
+    per variant of the selection metric's mean, the best cell boxed; None when no variant has a 2-key grid."""
+    import matplotlib.pyplot as plt
+
+    grids = {v: g for v, g in (cfg.get("sweep") or {}).get("grid", {}).items() if len(g) == 2}
+    if not grids or not len(sweep):
+        return None
+    fig, axes = plt.subplots(1, len(grids), figsize=(3.6 * len(grids), 3.2), squeeze=False)
+    for ax, (variant, grid) in zip(axes[0], grids.items()):
+        (ky, ys), (kx, xs) = list(grid.items())
+        part = sweep[sweep["variant"] == variant].set_index("member")
+        z = [[math.nan] * len(xs) for _ in ys]
+        for member, point in cfg[SWEEP_PARAMS].items():
+            if member in part.index and cfg[SWEEP_OF][member] == variant:
+                z[ys.index(point[ky])][xs.index(point[kx])] = part.loc[member, "mean"]
+        im = ax.imshow(z, origin="lower", cmap="viridis", aspect="auto")
+        for i in range(len(ys)):
+            for j in range(len(xs)):
+                if math.isfinite(z[i][j]):
+                    ax.text(j, i, f"{z[i][j]:.3g}", ha="center", va="center", fontsize=7, color="white")
+        best = part[part["selected"]]
+        if len(best):
+            point = cfg[SWEEP_PARAMS][best.index[0]]
+            ax.add_patch(plt.Rectangle((xs.index(point[kx]) - 0.5, ys.index(point[ky]) - 0.5), 1, 1, fill=False,
+                                       edgecolor="red", linewidth=2))
+        ax.set_xticks(range(len(xs)), [f"{x:g}" if isinstance(x, float) else x for x in xs], fontsize=7)
+        ax.set_yticks(range(len(ys)), [f"{y:g}" if isinstance(y, float) else y for y in ys], fontsize=7)
+        ax.set_xlabel(kx, fontsize=8)
+        ax.set_ylabel(ky, fontsize=8)
+        ax.set_title(f"{variant}: {part['metric'].iloc[0] if len(part) else ''}", fontsize=9)
+        fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.suptitle(title, fontsize=9)
+    return plots.save_figure(fig, path)
