@@ -127,15 +127,15 @@ def load_paper(slug: str) -> dict:
             if claim["compare"][side] not in named:
                 raise ConfigError(f"{path}: claims.{i}.compare.{side}: unknown variant {claim['compare'][side]!r}; "
                                   f"variants: {', '.join(named)}")
+        for prof in claim.get("profiles", []):
+            if prof not in cfg["profiles"]:
+                raise ConfigError(f"{path}: claims.{i}.profiles: unknown profile {prof!r}; "
+                                  f"profiles: {', '.join(sorted(cfg['profiles']))}")
     for task, spec in (cfg.get("benchmark") or {}).get("tasks", {}).items():
         for name in spec["variants"] + [spec["baseline"], spec["time_reference"]]:
             if name not in named:
                 raise ConfigError(f"{path}: benchmark.tasks.{task}: unknown variant {name!r}; variants: "
                                   f"{', '.join(named)}")
-        for prof in claim.get("profiles", []):
-            if prof not in cfg["profiles"]:
-                raise ConfigError(f"{path}: claims.{i}.profiles: unknown profile {prof!r}; "
-                                  f"profiles: {', '.join(sorted(cfg['profiles']))}")
     # every (profile, variant) pair must resolve, so a typo fails at load time, not mid-workflow
     for prof in cfg["profiles"]:
         for var in cfg["variants"]:
