@@ -6,7 +6,12 @@
 - ``create_scheduler(name, optimizer, total_steps, warmup_steps, **kw)``: any of ``list_schedules()``.
 
 Importing this package registers ``sgd_decoupled`` (airbench's Nesterov SGD with lr and weight decay per 1,024
-examples) and the ``piecewise_linear`` schedule.
+examples), the ``piecewise_linear`` schedule, and the optimizer cluster's methods, each in its own module with the
+paper's update equations beside the code: ``sgdw`` (arXiv:1711.05101), ``adamp`` / ``sgdp`` (arXiv:2006.08217),
+``diffgrad`` (arXiv:1909.11015), ``madgrad`` (arXiv:2101.11075), ``muon_adamw`` (Muon on matrices, AdamW on the
+rest; arXiv:2502.16982), ``adago`` (arXiv:2509.02981), ``swan`` (arXiv:2412.13148), ``ademamix``
+(arXiv:2409.03050), ``mars_adamw`` (arXiv:2411.10438) and ``spam`` (arXiv:2501.06842). AMSGrad is torch's
+``adam`` / ``adamw`` with ``amsgrad=True``.
 """
 from shared.optim.param_groups import no_weight_decay_names, param_groups
 from shared.optim.registry import OPTIMIZERS, create_optimizer, list_optimizers, register_optimizer
@@ -20,7 +25,20 @@ from shared.optim.schedules import (
 )
 
 # Imported for their registrations.
-from shared.optim import decoupled_sgd, piecewise  # noqa: F401,E402
+from shared.optim import (  # noqa: F401,E402
+    adago,
+    adamp,
+    ademamix,
+    decoupled_sgd,
+    diffgrad,
+    madgrad,
+    mars,
+    muon,
+    piecewise,
+    sgdw,
+    spam,
+    swan,
+)
 
 __all__ = [
     "OPTIMIZERS",

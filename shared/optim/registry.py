@@ -112,8 +112,9 @@ def create_optimizer(
 
     Args:
         name: any of ``list_optimizers()`` (case-insensitive).
-        model_or_params: an ``nn.Module`` (groups from ``param_groups``), or parameters / group dicts as torch
-            takes them; a group dict with ``"lr_mult"`` and no ``"lr"`` gets ``lr * lr_mult``.
+        model_or_params: an ``nn.Module`` (groups from ``param_groups``, then split by the optimizer class's
+            ``route_param_groups(model, groups)`` if it has one), or parameters / group dicts as torch takes them;
+            a group dict with ``"lr_mult"`` and no ``"lr"`` gets ``lr * lr_mult``.
         lr: base learning rate.
         weight_decay: passed only to optimizers that accept it, and always to those (so the default 0.0 overrides
             torch defaults such as AdamW's 0.01); nonzero for an optimizer without it raises ValueError.
@@ -130,6 +131,9 @@ def create_optimizer(
         params: Any = param_groups(model_or_params, weight_decay, no_decay_norm_bias, lr_mult)
         if not info["accepts_weight_decay"]:
             params = [{k: v for k, v in g.items() if k != "weight_decay"} for g in params]
+        route = getattr(cls, "route_param_groups", None)  # hybrid optimizers (muon_adamw): which rule per param
+        if route is not None:
+            params = route(model_or_params, params)
     elif no_decay_norm_bias or lr_mult:
         raise ValueError("no_decay_norm_bias and lr_mult need an nn.Module to name parameters; got parameters")
     else:
