@@ -107,13 +107,10 @@ RESULT_FILES = ["runs.csv", "summary.csv", "claims.csv", "table.md", "claims.png
 def readme_inputs(wildcards):
     """This profile's tables, plus each extra generated section the README has markers for (a paper's own analysis,
     written by its rules.smk to results/<paper>/<section>/section.md; shared/results/readme.py)."""
-    from shared.results.readme import extra_sections
-
-    text = (PAPERS_DIR / wildcards.paper / "README.md").read_text()
     return {
         "claims": f"{RESULTS}/{wildcards.paper}/{wildcards.profile}/claims.csv",
         "table": f"{RESULTS}/{wildcards.paper}/{wildcards.profile}/table.md",
-        "extra": [f"{RESULTS}/{wildcards.paper}/{name}/section.md" for name in extra_sections(text)],
+        "extra": extra_section_files(wildcards.paper),
     }
 
 
@@ -126,8 +123,17 @@ def ledger_inputs(wildcards):
     return files
 
 
+def extra_section_files(paper):
+    """results/<paper>/<name>/section.md for each extra generated section its README has markers for."""
+    from shared.results.readme import extra_sections
+
+    readme = PAPERS_DIR / paper / "README.md"
+    text = readme.read_text() if readme.is_file() else ""
+    return [f"{RESULTS}/{paper}/{name}/section.md" for name in extra_sections(text)]
+
+
 def all_targets():
     targets = [f"{RESULTS}/LEDGER.md"]
     for paper in PAPERS:
-        targets += results_files(paper, PROFILE)
+        targets += results_files(paper, PROFILE) + extra_section_files(paper)
     return targets
