@@ -7,6 +7,9 @@ resumed with ``resume=True`` finishes with the same final metrics as an uninterr
 Model hooks (docs/design.md), called when the model defines them, whatever the model: ``init_from_data(images)``
 once before training with the normalized training images (data-dependent init, e.g. airbench's patch whitening),
 and ``on_train_step(step, epoch)`` before every step (e.g. freezing a parameter after some epochs).
+
+Probes (``train.probes``, shared/probes): diagnostics logged as ``{"kind": "probe", ...}`` records at probe steps;
+off by default, and then nothing of them is built. z-loss (``train.z_loss``): see ``_z_loss``.
 """
 from __future__ import annotations
 
@@ -22,10 +25,11 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from shared.config import config_hash
-from shared.data import ClassificationBatches, ClassificationData, LMBatches, load_data
+from shared.data import ClassificationBatches, ClassificationData, LMBatches, eval_batches, load_data
 from shared.data.augment import normalize
 from shared.models import create_model
 from shared.optim import OPTIMIZERS, create_optimizer, create_scheduler
+from shared.probes import FixedBatch, create_probes, state_bytes_per_param
 from shared.train.checkpoint import load_checkpoint, save_checkpoint
 from shared.train.device import autocast, device_description, resolve_device, rng_state, seed_everything, set_rng_state
 from shared.train.evaluate import evaluate
@@ -83,6 +87,35 @@ def _loss(logits, y, label_smoothing: float):
     return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), y.reshape(-1), label_smoothing=label_smoothing)
 
 
+def _z_loss(logits):
+    """z-loss without its coefficient: mean over predictions of log^2 Z, Z = sum_j exp(logit_j).
+
+    "Small-scale proxies for large-scale Transformer training instabilities", Wortsman et al., arXiv:2309.14322
+    §3.1.2 (output logit divergence), from PaLM (arXiv:2204.02311 §5): L = CE + 1e-4 log^2 Z keeps log Z near 0, so
+    the output logits cannot drift far from 0 and the softmax stays well conditioned. The trainer adds
+    ``train.z_loss * _z_loss(logits)`` to the loss (classification and LM alike).
+    """
+    # log Z = logsumexp_j(logit_j), in float32 whatever the autocast dtype
+    log_z = torch.logsumexp(logits.float().reshape(-1, logits.shape[-1]), dim=-1)
+    return log_z.pow(2).mean()
+
+
+def _probe_batch(model, data, task: str, cfg: dict, device, size: int) -> FixedBatch:
+    """The probes' fixed batch: the first ``size`` examples (LM: windows) of the validation split, else of the
+    first evaluation split; run with the training precision and memory format."""
+    split = "val" if "val" in data.eval_sets else next(iter(data.eval_sets))
+    x, y = next(iter(eval_batches(data, split, size, device)))
+    channels_last = task == "classification" and cfg["train"]["channels_last"]
+
+    def forward(inputs):
+        if channels_last:
+            inputs = inputs.contiguous(memory_format=torch.channels_last)
+        with autocast(device, cfg["train"]["precision"]):
+            return model(inputs)
+
+    return FixedBatch(x, y, forward, lambda logits, target: _loss(logits, target, 0.0).item())
+
+
 class _State:
     """Everything about the run's progress that is not in a torch object; checkpointed as a dict."""
 
@@ -128,6 +161,12 @@ def run(cfg: dict, out_dir: str | Path, *, resume: bool = False, meta: dict | No
         st.__dict__.update(ck["state"])
         if lookahead is not None:
             lookahead.load_state_dict(ck["lookahead"])
+    pc = tr.get("probes") or {}  # off (every 0): None, so no hook, no batch, no extra forward pass
+    probes = create_probes(pc, model, opt, lambda: _probe_batch(model, data, task, cfg, device,
+                                                                pc.get("batch_size", 64)))
+    if probes is not None and resumed and ck.get("probes") is not None:
+        probes.load_state_dict(ck["probes"])
+    z_coef = tr.get("z_loss", 0.0)
     log = MetricsLog(out / "metrics.jsonl", resume_step=st.step if resumed else None)
 
     info = dict(meta or {})
@@ -141,7 +180,8 @@ def run(cfg: dict, out_dir: str | Path, *, resume: bool = False, meta: dict | No
         save_checkpoint(ckpt_path, {"model": model.state_dict(), "optimizer": opt.state_dict(),
                                     "scheduler": sched.state_dict(), "scaler": scaler.state_dict(),
                                     "rng": rng_state(), "state": dict(st.__dict__), "config_hash": config_hash(cfg),
-                                    "lookahead": lookahead.state_dict() if lookahead is not None else None})
+                                    "lookahead": lookahead.state_dict() if lookahead is not None else None,
+                                    "probes": probes.state_dict() if probes is not None else None})
 
     def run_eval():
         for split in data.eval_sets:
@@ -165,21 +205,33 @@ def run(cfg: dict, out_dir: str | Path, *, resume: bool = False, meta: dict | No
         if task == "classification" and tr["channels_last"]:
             x = x.contiguous(memory_format=torch.channels_last)
 
+        parts = {}
+
         def closure():
             opt.zero_grad(set_to_none=True)
             with autocast(device, tr["precision"]):
-                loss_ = _loss(model(x), y, tr["label_smoothing"])
+                logits = model(x)
+                loss_ = parts["ce"] = _loss(logits, y, tr["label_smoothing"])
+                if z_coef:  # L = CE + z_loss * mean(log^2 Z)
+                    parts["z"] = z_coef * _z_loss(logits)
+                    loss_ = loss_ + parts["z"]
             scaler.scale(loss_).backward()
             return loss_
 
-        loss = closure()
+        closure()
+        loss, z_term = parts["ce"], parts.get("z")  # of this step's first evaluation (L-BFGS re-evaluates)
         scaler.unscale_(opt)
+        probe_now = probes is not None and probes.due(st.step + 1)
+        if probes is not None:  # gradients unscaled, before clipping
+            probes.on_gradients(st.step + 1)
         log_now = (st.step + 1) % tr["log_every"] == 0 or st.step + 1 == total
         grad_norm = None
         if tr["grad_clip"] is not None or log_now:
             clip = tr["grad_clip"] if tr["grad_clip"] is not None else math.inf
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip).item()
         lr = opt.param_groups[0]["lr"]
+        if probe_now:
+            probes.before_step(st.step + 1)
         if needs_closure:  # e.g. L-BFGS re-evaluates the loss itself
             scaler.step(opt, closure)
         else:
@@ -191,13 +243,18 @@ def run(cfg: dict, out_dir: str | Path, *, resume: bool = False, meta: dict | No
             lookahead.update(model, st.step)
         n_seen += x.shape[0]
         bar.update(1)
+        if probe_now:  # after the step (and lookahead): the weights the next step starts from
+            for record in probes.after_step(st.step):
+                log.write(kind="probe", **record)
 
         loss_value = loss.item()
-        if not math.isfinite(loss_value) or (tr["divergence_loss"] is not None and loss_value > tr["divergence_loss"]):
+        z_value = {} if z_term is None else {"z_loss": z_term.item()}
+        if (not math.isfinite(loss_value + z_value.get("z_loss", 0.0))
+                or (tr["divergence_loss"] is not None and loss_value > tr["divergence_loss"])):
             st.diverged = True
         if log_now or st.diverged:
             now_t = time.perf_counter()
-            log.write(kind="train", step=st.step, loss=loss_value, lr=lr, grad_norm=grad_norm,
+            log.write(kind="train", step=st.step, loss=loss_value, **z_value, lr=lr, grad_norm=grad_norm,
                       examples_per_s=n_seen / max(now_t - t_log, 1e-9), wall_time=st.elapsed + now_t - t0)
             bar.set_postfix(loss=f"{loss_value:.3f}")
             t_log, n_seen = now_t, 0
@@ -216,14 +273,15 @@ def run(cfg: dict, out_dir: str | Path, *, resume: bool = False, meta: dict | No
     st.elapsed += time.perf_counter() - t0
     checkpoint()
     log.close()
-    final = _final(st, data.eval_sets, task, tta=bool(tr.get("tta_level")) and task == "classification")
+    final = _final(st, data.eval_sets, task, tta=bool(tr.get("tta_level")) and task == "classification",
+                   state_bytes_per_param=state_bytes_per_param(opt))
     info.update(end_time=now(), wall_time_s=st.elapsed, diverged=st.diverged, final_step=st.step)
     (out / "meta.json").write_text(json.dumps(info, indent=2, default=str))
     final_path.write_text(json.dumps(final, indent=2))
     return final
 
 
-def _final(st: _State, splits, task: str, tta: bool = False) -> dict:
+def _final(st: _State, splits, task: str, tta: bool = False, state_bytes_per_param: float | None = None) -> dict:
     metrics: dict[str, float | int | None] = {}
     keys = ("loss", "accuracy") if task == "classification" else ("loss", "perplexity")
     keys += ("tta_loss", "tta_accuracy") if tta else ()
@@ -235,5 +293,7 @@ def _final(st: _State, splits, task: str, tta: bool = False) -> dict:
         best = st.best.get(split)
         metrics[f"best_{split}_loss"] = best if best is not None and math.isfinite(best) else None
     metrics["steps_to_target"] = st.steps_to_target
+    # bytes of the tensors in optimizer.state / trained parameter entries (shared/probes/optimizer_state.py)
+    metrics["optimizer_state_bytes_per_param"] = state_bytes_per_param
     metrics["diverged"] = int(st.diverged)
     return {"metrics": metrics, "step": st.step, "diverged": st.diverged, "wall_time_s": st.elapsed}

@@ -1,0 +1,144 @@
+"""Weight probes: weight norms, the relative size of one optimizer step, and the effective learning rate.
+
+effective_lr: "L2 Regularization versus Batch and Weight Normalization", van Laarhoven, arXiv:1706.05350 (§2-3).
+For a weight w followed by a normalization, the loss is scale invariant, L(a w) = L(w) for a > 0, so
+  grad L(w) = grad L(w_hat) / ||w||,  w_hat = w / ||w||
+and an SGD step of size eta on w moves the direction w_hat by eta / ||w||^2 times the gradient at w_hat:
+  eta_eff = eta / ||w||^2
+Which weights are "followed by a normalization" is found by tracing one forward pass of the fixed batch: a conv or
+linear weight whose output tensor reaches a norm module (BatchNorm/InstanceNorm, LayerNorm, GroupNorm, RMSNorm)
+directly or through positively homogeneous modules (ReLU, max/avg pooling, dropout, identity, flatten), e.g.
+ResNet's conv -> BN and airbench's conv -> max-pool -> BN. ``scope="all"`` logs eta/||w||^2 for every weight of
+dimension >= 2 instead (when unsure whether the model is scale invariant; then it is only a diagnostic).
+Deviations: for adaptive optimizers (Adam) eta/||w||^2 is logged as is; the paper (§4) shows Adam's effective
+rate also depends on the second-moment estimate. A conv/linear bias breaks exact invariance under LayerNorm (not
+under BatchNorm, whose mean subtraction removes it).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.nn.modules.batchnorm import _NormBase
+
+from shared.probes.base import PROBES, Probe, frozen_forward, named_params
+
+NORM_TYPES = (_NormBase, nn.LayerNorm, nn.GroupNorm, nn.RMSNorm)  # x -> norm(x) is invariant to x -> a x, a > 0
+HOMOGENEOUS_TYPES = (nn.ReLU, nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d,
+                     nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.Dropout, nn.Dropout2d,
+                     nn.Identity, nn.Flatten)  # f(a x) = a f(x) for a > 0 (dropout in eval mode)
+WEIGHT_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+
+
+def _norm(t: torch.Tensor) -> float:
+    return torch.linalg.vector_norm(t.detach().float()).item()
+
+
+@PROBES.register("weight_norm")
+class WeightNorm(Probe):
+    """||w|| (Frobenius) of every parameter tensor after the step, by name, and ||theta|| of all of them."""
+
+    def after_step(self, step):
+        norms = {name: _norm(p) for name, p in named_params(self.model)}
+        return {"norm": norms, "total": math.sqrt(sum(v * v for v in norms.values()))}
+
+
+@PROBES.register("effective_step")
+class EffectiveStep(Probe):
+    """Relative update of one optimizer step per parameter tensor: ||w_t - w_{t-1}|| / ||w_{t-1}||.
+
+    w_{t-1} is copied in ``before_step`` at probe steps only (one copy of the weights, freed after the step).
+    A tensor with ||w_{t-1}|| = 0 (e.g. a zero-initialised bias) gets null. ``total``: the same over all weights.
+    """
+
+    def __init__(self, model, optimizer=None, batch=None):
+        super().__init__(model, optimizer, batch)
+        self._before: dict[str, torch.Tensor] | None = None
+
+    def before_step(self, step):
+        self._before = {name: p.detach().clone() for name, p in named_params(self.model)}
+
+    def after_step(self, step):
+        rel, d2, w2 = {}, 0.0, 0.0
+        for name, p in named_params(self.model):
+            w_prev = self._before[name]
+            # ||w_t - w_{t-1}|| / ||w_{t-1}||
+            delta, size = _norm(p.detach() - w_prev), _norm(w_prev)
+            rel[name] = delta / size if size > 0 else None
+            d2, w2 = d2 + delta * delta, w2 + size * size
+        self._before = None
+        return {"relative": rel, "total": math.sqrt(d2 / w2) if w2 > 0 else None}
+
+
+def normalized_weights(model: nn.Module, forward, x) -> list[str]:
+    """Names of conv/linear modules whose output reaches a norm module through homogeneous modules only.
+
+    One traced forward (the caller provides no_grad / eval mode): each module's output tensor is mapped to the
+    weight module it descends from; outputs are kept alive during the pass so that ``id``s are not reused.
+    """
+    source: dict[int, str] = {}
+    alive, found, handles = [], set(), []
+
+    def hook(name):
+        def fn(module, inputs, output):
+            src = source.get(id(inputs[0])) if inputs and isinstance(inputs[0], torch.Tensor) else None
+            if isinstance(module, WEIGHT_TYPES):
+                source[id(output)] = name
+            elif isinstance(module, NORM_TYPES) and src is not None:
+                found.add(src)
+            elif isinstance(module, HOMOGENEOUS_TYPES) and src is not None and isinstance(output, torch.Tensor):
+                source[id(output)] = src
+            alive.append(output)
+        return fn
+
+    for name, module in model.named_modules():
+        if isinstance(module, WEIGHT_TYPES + NORM_TYPES + HOMOGENEOUS_TYPES):
+            handles.append(module.register_forward_hook(hook(name)))
+    try:
+        forward(x)
+    finally:
+        for h in handles:
+            h.remove()
+    return [name for name, _ in model.named_modules() if name in found]
+
+
+@PROBES.register("effective_lr")
+class EffectiveLR(Probe):
+    """eta / ||w_{t-1}||^2 per weight (arXiv:1706.05350 §3), with eta the lr of w's param group for step t.
+
+    Args: scope: "normalized" (weights followed by a norm, found by tracing the fixed batch once) or "all" (every
+    parameter of dimension >= 2).
+    """
+
+    def __init__(self, model, optimizer=None, batch=None, scope: str = "normalized"):
+        super().__init__(model, optimizer, batch)
+        if scope not in ("normalized", "all"):
+            raise ValueError(f"effective_lr scope must be 'normalized' or 'all', got {scope!r}")
+        if optimizer is None:
+            raise ValueError("effective_lr needs the optimizer (its learning rates)")
+        params = dict(named_params(model))
+        if scope == "all":
+            self.names = [n for n, p in params.items() if p.dim() >= 2]
+        else:
+            if batch is None:
+                raise ValueError("effective_lr scope='normalized' needs a fixed batch to find the normalized weights")
+            with frozen_forward(model):
+                modules = normalized_weights(model, batch.forward, batch.x)
+            self.names = [f"{m}.weight" for m in modules if f"{m}.weight" in params]
+        self._lr_of = {id(p): g for g in optimizer.param_groups for p in g["params"]}
+        self._values: dict[str, float] | None = None
+
+    def before_step(self, step):
+        params = dict(named_params(self.model))
+        values = {}
+        for name in self.names:
+            p = params[name]
+            group = self._lr_of.get(id(p))
+            # eta_eff = eta / ||w||^2
+            values[name] = group["lr"] / _norm(p) ** 2 if group is not None and _norm(p) > 0 else None
+        self._values = values
+
+    def after_step(self, step):
+        values, self._values = self._values, None
+        return {"effective_lr": values}
