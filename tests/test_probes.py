@@ -56,6 +56,27 @@ def test_weight_norm_known_weights():
     assert values["total"] == pytest.approx(13.0)  # sqrt(25 + 144)
 
 
+def test_weight_norm_final_metric_counts_matrices_only():
+    model = nn.Sequential(linear([[3.0, 0.0], [0.0, 4.0]], bias=[0.0, 12.0]))
+    assert PROBES.create("weight_norm", model).final_metrics() == {"final_weight_norm": pytest.approx(5.0)}
+
+
+def test_effective_lr_final_metric_is_the_mean_over_probe_steps_and_survives_a_reload():
+    model = nn.Sequential(linear([[3.0, 4.0]]), nn.LayerNorm(1))  # ||w||^2 = 25
+    opt = torch.optim.SGD(model.parameters(), lr=0.5)
+    probe = PROBES.create("effective_lr", model, opt, scope="all")
+    assert probe.final_metrics() == {"mean_effective_lr": None}
+    probe.before_step(1)
+    probe.after_step(1)  # 0.5 / 25 = 0.02
+    opt.param_groups[0]["lr"] = 1.0
+    probe.before_step(2)
+    probe.after_step(2)  # 1.0 / 25 = 0.04
+    assert probe.final_metrics()["mean_effective_lr"] == pytest.approx(0.03)
+    again = PROBES.create("effective_lr", model, opt, scope="all")
+    again.load_state_dict(probe.state_dict())
+    assert again.final_metrics() == probe.final_metrics()
+
+
 def test_effective_step_plain_sgd_step_of_known_size():
     model = nn.Sequential(linear([[3.0, 4.0]], bias=[0.0]))
     opt = torch.optim.SGD(model.parameters(), lr=0.5)
@@ -337,7 +358,10 @@ def test_probes_off_identical_to_no_probes_key(lm_runs, data_root, tmp_path):
 def test_probes_on_do_not_change_training(lm_runs):
     root, finals = lm_runs
     # dropout RNG, weights, BN/optimizer state untouched by the probes
-    assert finals["probed"]["metrics"] == finals["plain"]["metrics"]
+    probe_finals = {"final_weight_norm", "mean_effective_lr"}  # the probes' own end-of-run scalars, added
+    assert set(finals["probed"]["metrics"]) - set(finals["plain"]["metrics"]) <= probe_finals
+    assert {k: v for k, v in finals["probed"]["metrics"].items() if k not in probe_finals} == finals["plain"]["metrics"]
+    assert finals["probed"]["metrics"]["final_weight_norm"] > 0
     assert training_view(rows(root / "probed")) == training_view(rows(root / "plain"))
     records = [r for r in rows(root / "probed") if r["kind"] == "probe"]
     assert {(r["probe"], r["step"]) for r in records} == {(n, s) for n in LM_PROBES["names"] for s in (2, 4, 6)}

@@ -8,6 +8,7 @@ step t (1-based, the ``step`` of the train record logged after it):
   after_step(t)         probe steps only, after ``optimizer.step()`` (weights w_t)
   on_fixed_batch(b)     probe steps only, ``needs_batch`` probes: a fixed held-out batch, model in eval mode,
                         no grad, RNG state restored afterwards
+  final_metrics()       once, after training: scalars added to ``final.json``'s metrics
 Each hook may return a dict of values; a probe's values of one step become one ``metrics.jsonl`` record
 ``{"kind": "probe", "probe": name, "step": t, **values}``. Per-layer values are mappings ``{name: value}``.
 """
@@ -59,6 +60,10 @@ class Probe:
 
     def on_fixed_batch(self, batch: FixedBatch) -> dict | None:
         return None
+
+    def final_metrics(self) -> dict:
+        """Scalars for ``final.json``'s metrics at the end of the run (so a claim can name them); none by default."""
+        return {}
 
     def state_dict(self) -> dict:
         return {}

@@ -51,6 +51,13 @@ class ProbeSet:
         if values:
             self._pending.setdefault(name, {}).update(values)
 
+    def final_metrics(self) -> dict:
+        """Every probe's end-of-run scalars (names are the probes' own, e.g. ``final_weight_norm``)."""
+        out: dict = {}
+        for probe in self.probes.values():
+            out.update(probe.final_metrics())
+        return out
+
     def state_dict(self) -> dict:
         return {name: probe.state_dict() for name, probe in self.probes.items()}
 

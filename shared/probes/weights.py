@@ -43,6 +43,12 @@ class WeightNorm(Probe):
         norms = {name: _norm(p) for name, p in named_params(self.model)}
         return {"norm": norms, "total": math.sqrt(sum(v * v for v in norms.values()))}
 
+    def final_metrics(self):
+        """``final_weight_norm``: ||theta|| over the weight matrices and kernels (dim >= 2) at the end of the run,
+        the tensors L2 regularization shrinks (norm scales and biases are usually exempt)."""
+        return {"final_weight_norm": math.sqrt(sum(_norm(p) ** 2 for _, p in named_params(self.model)
+                                                   if p.dim() >= 2))}
+
 
 @PROBES.register("effective_step")
 class EffectiveStep(Probe):
@@ -128,6 +134,7 @@ class EffectiveLR(Probe):
             self.names = [f"{m}.weight" for m in modules if f"{m}.weight" in params]
         self._lr_of = {id(p): g for g in optimizer.param_groups for p in g["params"]}
         self._values: dict[str, float] | None = None
+        self._sum, self._count = 0.0, 0  # of the per-step mean over weights, for ``mean_effective_lr``
 
     def before_step(self, step):
         params = dict(named_params(self.model))
@@ -141,4 +148,18 @@ class EffectiveLR(Probe):
 
     def after_step(self, step):
         values, self._values = self._values, None
+        finite = [v for v in (values or {}).values() if v is not None]
+        if finite:
+            self._sum, self._count = self._sum + sum(finite) / len(finite), self._count + 1
         return {"effective_lr": values}
+
+    def final_metrics(self):
+        """``mean_effective_lr``: eta / ||w||^2 averaged over the traced weights, then over probe steps (runs with
+        the same lr schedule compare like for like; the schedule's own decay is in every run alike)."""
+        return {"mean_effective_lr": self._sum / self._count if self._count else None}
+
+    def state_dict(self):
+        return {"sum": self._sum, "count": self._count}
+
+    def load_state_dict(self, state):
+        self._sum, self._count = state.get("sum", 0.0), state.get("count", 0)

@@ -274,14 +274,16 @@ def run(cfg: dict, out_dir: str | Path, *, resume: bool = False, meta: dict | No
     checkpoint()
     log.close()
     final = _final(st, data.eval_sets, task, tta=bool(tr.get("tta_level")) and task == "classification",
-                   state_bytes_per_param=state_bytes_per_param(opt))
+                   state_bytes_per_param=state_bytes_per_param(opt),
+                   probe_metrics=probes.final_metrics() if probes is not None else None)
     info.update(end_time=now(), wall_time_s=st.elapsed, diverged=st.diverged, final_step=st.step)
     (out / "meta.json").write_text(json.dumps(info, indent=2, default=str))
     final_path.write_text(json.dumps(final, indent=2))
     return final
 
 
-def _final(st: _State, splits, task: str, tta: bool = False, state_bytes_per_param: float | None = None) -> dict:
+def _final(st: _State, splits, task: str, tta: bool = False, state_bytes_per_param: float | None = None,
+           probe_metrics: dict | None = None) -> dict:
     metrics: dict[str, float | int | None] = {}
     keys = ("loss", "accuracy") if task == "classification" else ("loss", "perplexity")
     keys += ("tta_loss", "tta_accuracy") if tta else ()
@@ -295,5 +297,6 @@ def _final(st: _State, splits, task: str, tta: bool = False, state_bytes_per_par
     metrics["steps_to_target"] = st.steps_to_target
     # bytes of the tensors in optimizer.state / trained parameter entries (shared/probes/optimizer_state.py)
     metrics["optimizer_state_bytes_per_param"] = state_bytes_per_param
+    metrics.update(probe_metrics or {})  # end-of-run scalars of the probes that are on (Probe.final_metrics)
     metrics["diverged"] = int(st.diverged)
     return {"metrics": metrics, "step": st.step, "diverged": st.diverged, "wall_time_s": st.elapsed}
