@@ -46,8 +46,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         cfg = resolve_paper_run(args.paper, args.variant, args.profile, args.seed)
         if args.device:
             cfg["device"] = args.device
-        meta = {"paper": args.paper, "variant": args.variant, "profile": args.profile}
-        out = Path(args.out or run_dir("runs", args.paper, args.profile, args.variant, cfg["seed"]))
+        # the profile's seed names the run (a variant's seed_offset only changes the seed the run uses)
+        seed = args.seed if args.seed is not None else load_paper(args.paper)["profiles"][args.profile]["seeds"][0]
+        meta = {"paper": args.paper, "variant": args.variant, "profile": args.profile, "seed": seed}
+        out = Path(args.out or run_dir("runs", args.paper, args.profile, args.variant, seed))
     log.info("run %s -> %s", meta, out)
     final = run(cfg, out, resume=args.resume, meta=meta)
     print(json.dumps(final["metrics"], indent=2))

@@ -208,3 +208,11 @@ def test_extra_generated_section_comes_from_results_with_links_rewritten(tmp_pat
     assert "![fig](../../results/toy/synthetic/trajectories.png)" in text
     assert "[web](https://example.org)" in text
     assert readme.extra_sections(text) == ["synthetic"]
+
+
+def test_derived_metrics_of_a_paper_analysis_join_the_run_row(tmp_path):
+    d = make_run(tmp_path / "runs", "toy", "tiny", "mish", 0, 0.9)
+    (d / aggregate.DERIVED).write_text(json.dumps({"metrics": {"top_eigenvalue": 12.5, "test_accuracy": 0.1}}))
+    row = aggregate.load_run(d)
+    assert row["top_eigenvalue"] == 12.5
+    assert row["test_accuracy"] == 0.1  # the analysis may re-measure a metric; its value wins

@@ -167,3 +167,10 @@ def test_two_key_grid_gets_a_heat_map(papers, tmp_path):
     df = sweep.sweep_frame(loaded, aggregate.runs_frame(paths))
     assert df.loc[df["selected"], "member"].tolist() == ["adamw.lr0.01.weight_decay0.1"]
     assert sweep.plot_heatmaps(loaded, df, tmp_path / "h.png").is_file()
+
+
+def test_seed_offset_makes_an_independent_replicate_named_by_the_profile_seed(papers):
+    cfg = dict(PAPER, variants={**PAPER["variants"], "plain_b": {"seed_offset": 1000}})
+    (papers / "toy" / "config.yaml").write_text(yaml.safe_dump(cfg))
+    assert resolve_paper_run("toy", "plain", "tiny", 2)["seed"] == 2
+    assert resolve_paper_run("toy", "plain_b", "tiny", 2)["seed"] == 1002

@@ -86,8 +86,11 @@ def run_dirs(paper, profile):
 
 def aggregate_inputs(wildcards):
     dirs = run_dirs(wildcards.paper, wildcards.profile)
+    cfg = ALL_PAPERS[wildcards.paper] if wildcards.paper in ALL_PAPERS else load_paper(wildcards.paper)
+    derived = (cfg.get("analysis") or {}).get("derived", False)  # the paper's rules.smk makes these
     return {
         "final": [f"{d}/final.json" for d in dirs],
+        "derived": [f"{d}/derived.json" for d in dirs] if derived else [],
     }
 
 

@@ -154,7 +154,7 @@ def _resolve(cfg: dict, slug: str, variant: str, profile: str, seed: int, source
             if name != variant:
                 for key, value in cfg["sweep_params"][variant].items():
                     merged = deep_merge(merged, sweep.nested(key, value))
-    merged["seed"] = seed
+    merged["seed"] = seed + cfg["variants"][variant].get("seed_offset", 0)
     return resolve_run_config(merged, f"{source} (variant={variant}, profile={profile})")
 
 

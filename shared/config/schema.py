@@ -158,7 +158,10 @@ PAPER_SCHEMA = _obj(
             "type": "object",
             "minProperties": 1,
             "propertyNames": _NAME,
-            "additionalProperties": _obj({"description": {"type": "string"}, "overrides": _PARTIAL_RUN}),
+            # seed_offset: the run's seed is the profile's seed + offset (an independent replicate of another
+            # variant, e.g. the second model of a pair for mode connectivity); the run keeps the profile's seed name
+            "additionalProperties": _obj({"description": {"type": "string"}, "overrides": _PARTIAL_RUN,
+                                          "seed_offset": _INT_NN}),
         },
         "claims": {"type": "array", "items": CLAIM_SCHEMA},
         "sweep": _obj(  # shared/config/sweep.py
@@ -180,6 +183,9 @@ PAPER_SCHEMA = _obj(
             },
             required=("select", "grid"),
         ),
+        # per-run analysis of a paper's own (its rules.smk writes <run dir>/derived.json: {"metrics": {...}}),
+        # merged into the run's row by `repro aggregate`, so claims can name those metrics
+        "analysis": _obj({"derived": {"type": "boolean"}}),
         "benchmark": _obj(  # shared/results/benchmark.py
             {
                 "tasks": {

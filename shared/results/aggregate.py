@@ -22,6 +22,7 @@ ID_COLUMNS = ["paper", "profile", "variant", "seed"]
 PROVENANCE_COLUMNS = ["step", "diverged", "wall_time_s", "git_commit", "git_dirty", "config_hash", "device",
                       "precision", "dataset", "data_variant", "tokenizer", "start_time", "run_dir"]
 SUMMARY_COLUMNS = ["variant", "metric", "mean", "std", "n", "n_runs"]
+DERIVED = "derived.json"  # a paper's per-run analysis output, beside final.json
 
 
 def run_dir(runs_dir: str | Path, slug: str, profile: str, variant: str, seed: int) -> Path:
@@ -62,7 +63,9 @@ def load_run(path: str | Path) -> dict:
         "start_time": meta.get("start_time"),
         "run_dir": str(path),
     }
-    for name, value in (final.get("metrics") or {}).items():
+    # metrics of a paper's own per-run analysis (its rules.smk; config `analysis: {derived: true}`)
+    derived = _read_json(path / DERIVED)["metrics"] if (path / DERIVED).is_file() else {}
+    for name, value in {**(final.get("metrics") or {}), **derived}.items():
         if name not in row or name == "diverged":
             row[name] = math.nan if value is None else value
     return row

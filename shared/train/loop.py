@@ -170,7 +170,8 @@ def run(cfg: dict, out_dir: str | Path, *, resume: bool = False, meta: dict | No
     log = MetricsLog(out / "metrics.jsonl", resume_step=st.step if resumed else None)
 
     info = dict(meta or {})
-    info.update(config=cfg, config_hash=config_hash(cfg), seed=cfg["seed"], device=device_description(device),
+    info.update(config=cfg, config_hash=config_hash(cfg), seed=info.get("seed", cfg["seed"]), run_seed=cfg["seed"],
+                device=device_description(device),
                 device_type=device.type, precision=tr["precision"], task=task, total_steps=total,
                 n_params=sum(p.numel() for p in model.parameters()), data=data.info, versions=library_versions(),
                 start_time=now(), resumed_from_step=st.step if resumed else None, **git_state())
