@@ -131,7 +131,12 @@ def render_verdict(slug: str, paper_cfg: dict, results_dir: str | Path) -> str:
             lines.append(f"- **{c['verdict']}** on profile `{profile}` (data {data_label(c)}, "
                          f"{c['precision']}): `{c['claim']}`: {c['text']} "
                          f"— {c['reason']}; n = {int(c['n_a'])} vs {int(c['n_b'])} seeds.")
-    body = "\n".join(lines) if lines else "No verdict yet: no profile has been run."
+    if lines:
+        body = "\n".join(lines)
+    elif profiles and not paper_cfg.get("claims"):
+        body = "This config states no claims of its own (a benchmark); its results are above."
+    else:
+        body = "No verdict yet: no profile has been run."
     return body + "\n\n" + RULE_TEXT
 
 
