@@ -216,3 +216,22 @@ def test_derived_metrics_of_a_paper_analysis_join_the_run_row(tmp_path):
     row = aggregate.load_run(d)
     assert row["top_eigenvalue"] == 12.5
     assert row["test_accuracy"] == 0.1  # the analysis may re-measure a metric; its value wins
+
+
+def test_probe_records_become_a_long_table_and_figures(tmp_path):
+    from shared.results import probes
+
+    d = make_run(tmp_path / "runs", "toy", "tiny", "mish", 0, 0.9)
+    with open(d / "metrics.jsonl", "a") as f:
+        for step in (10, 20):
+            f.write(json.dumps({"kind": "probe", "probe": "activations", "step": step,
+                                "variance": {"blocks.0": 1.0 * step, "blocks.1": 2.0 * step}, "max_abs": {}}) + "\n")
+            f.write(json.dumps({"kind": "probe", "probe": "weight_norm", "step": step, "total": 3.0,
+                                "norm": {"w": None}}) + "\n")
+    frame = probes.probe_frame([d])
+    var = frame[(frame["probe"] == "activations") & (frame["step"] == 20)]
+    assert dict(zip(var["layer"], var["value"])) == {"blocks.0": 20.0, "blocks.1": 40.0}
+    assert frame[frame["probe"] == "weight_norm"]["layer"].tolist() == ["", ""]  # the null per-layer entry is dropped
+    assert probes.probe_frame([d], rename={"relu": "relu"}).empty  # runs not named in `rename` are left out
+    written = probes.plot_probes(frame, ["mish"], tmp_path / "out", "toy")
+    assert sorted(p.name for p in written) == ["probes_activations.png", "probes_weight_norm.png"]

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from shared.config import list_papers, load_paper, papers_dir
 from shared.config.sweep import report_variants
-from shared.results import aggregate, benchmark, ledger, plots, readme, sweep, tables
+from shared.results import aggregate, benchmark, ledger, plots, probes, readme, sweep, tables
 
 log = logging.getLogger("repro.results")
 TEMPLATE = "_template"
@@ -53,6 +53,11 @@ def cmd_aggregate(args: argparse.Namespace) -> int:
         sweep.plot_heatmaps(cfg, sweep_df, out / "sweep_heatmap.png", title)
         extra.append("### Hyperparameter sweep (each variant is reported at its best grid point)\n\n"
                      + sweep.sweep_table(sweep_df))
+    members = {v: v for v in variants if v not in best.values()} | {m: v for m, v in best.items()}
+    probe_rows = probes.probe_frame(paths, rename=members)  # each variant (its best grid point) as reported
+    if len(probe_rows):
+        probe_rows.to_csv(out / "probes.csv", index=False)
+        probes.plot_probes(probe_rows, variants, out, title)
     if cfg.get("benchmark"):
         benchmark.write_benchmark(cfg, runs, sweep_df, curves, out, title)
         extra.append(benchmark.benchmark_table(benchmark.benchmark_frame(cfg, runs, sweep_df, curves)))

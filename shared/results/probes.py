@@ -1,0 +1,95 @@
+"""Probe records (``{"kind": "probe", ...}`` in each run's metrics.jsonl, shared/probes) -> one long table and
+figures, so a reader can look at weight-norm growth, gradient spikes or variance by depth instead of raw JSON.
+
+``probes.csv`` columns: variant, seed, probe, step, key, layer, value. A scalar value (e.g. ``total``) has an empty
+``layer``; a per-layer mapping (e.g. ``variance: {"blocks.0": ..}``) gives one row per layer. Figures
+(``probes_<probe>.png``): for each key, scalars over steps (mean over seeds per variant), and per-layer values at
+the last probe step by layer order (mean over seeds), one panel per key.
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from shared.results import plots
+
+PROBE_COLUMNS = ["variant", "seed", "probe", "step", "key", "layer", "value"]
+
+
+def _number(v) -> float | None:
+    try:
+        x = float(v)
+    except (TypeError, ValueError):
+        return None
+    return x if math.isfinite(x) else None
+
+
+def probe_frame(paths: list[Path], rename: dict[str, str] | None = None) -> pd.DataFrame:
+    """Every probe record of the runs at ``paths`` as rows; ``rename`` maps run variants (grid points) to the
+    names to report (a swept variant's best grid point)."""
+    rows = []
+    for path in paths:
+        meta = json.loads((path / "meta.json").read_text()) if (path / "meta.json").is_file() else {}
+        variant = meta.get("variant", path.parent.name)
+        if rename is not None:
+            if variant not in rename:
+                continue
+            variant = rename[variant]
+        seed = int(meta.get("seed", path.name.removeprefix("seed")))
+        file = path / "metrics.jsonl"
+        for line in file.read_text().splitlines() if file.is_file() else []:
+            rec = json.loads(line) if line.strip() else {}
+            if rec.get("kind") != "probe":
+                continue
+            for key, value in rec.items():
+                if key in ("kind", "probe", "step"):
+                    continue
+                items = value.items() if isinstance(value, dict) else [("", value)]
+                for layer, v in items:
+                    x = _number(v)
+                    if x is not None:
+                        rows.append({"variant": variant, "seed": seed, "probe": rec["probe"], "step": int(rec["step"]),
+                                     "key": key, "layer": layer, "value": x})
+    return pd.DataFrame(rows, columns=PROBE_COLUMNS)
+
+
+def plot_probes(frame: pd.DataFrame, variants: list[str], out_dir: str | Path, title: str = "") -> list[Path]:
+    """One figure per probe (``probes_<probe>.png``): a panel per key, lines per variant (see module docstring)."""
+    import matplotlib.pyplot as plt
+
+    written = []
+    for probe, part in frame.groupby("probe", sort=True):
+        keys = list(dict.fromkeys(part["key"]))
+        fig, axes = plt.subplots(1, len(keys), figsize=(4.4 * len(keys), 3.3), squeeze=False)
+        for ax, key in zip(axes[0], keys):
+            sub = part[part["key"] == key]
+            per_layer = (sub["layer"] != "").any()
+            for i, variant in enumerate(variants):
+                v = sub[sub["variant"] == variant]
+                if not len(v):
+                    continue
+                if per_layer:
+                    last = v[v["step"] == v["step"].max()]
+                    order = list(dict.fromkeys(last["layer"]))
+                    mean = last.groupby("layer", sort=False)["value"].mean().reindex(order)
+                    ax.plot(range(len(order)), mean.values, marker="o", ms=3, color=f"C{i}", label=variant)
+                else:
+                    mean = v.groupby("step")["value"].mean()
+                    ax.plot(mean.index, mean.values, marker="o" if len(mean) < 20 else None, ms=3, color=f"C{i}",
+                            label=variant)
+            if per_layer:
+                ax.set_xlabel("layer (model order), at the last probe step")
+            else:
+                ax.set_xlabel("step")
+            values = sub["value"]
+            if len(values) and (values > 0).all() and values.max() / values.min() > 100:
+                ax.set_yscale("log")
+            ax.set_title(f"{probe}: {key}", fontsize=9)
+            if ax.has_data():
+                ax.legend(fontsize=7)
+        fig.suptitle(f"{title} · mean over seeds", fontsize=9)
+        written.append(plots.save_figure(fig, Path(out_dir) / f"probes_{probe}.png"))
+    return written
