@@ -174,3 +174,13 @@ def test_seed_offset_makes_an_independent_replicate_named_by_the_profile_seed(pa
     (papers / "toy" / "config.yaml").write_text(yaml.safe_dump(cfg))
     assert resolve_paper_run("toy", "plain", "tiny", 2)["seed"] == 2
     assert resolve_paper_run("toy", "plain_b", "tiny", 2)["seed"] == 1002
+
+
+def test_a_profile_can_run_only_the_first_grid_points(papers):
+    from shared.config.sweep import profile_variants
+
+    cfg = dict(PAPER, profiles={"smoke": {"seeds": [0], "grid_points": 1}, "tiny": {"seeds": [0, 1, 2]}})
+    (papers / "toy" / "config.yaml").write_text(yaml.safe_dump(cfg))
+    loaded = load_paper("toy")
+    assert sorted(profile_variants(loaded, "smoke")) == ["adamw.lr0.001", "plain", "sgd.lr0.01"]
+    assert profile_variants(loaded, "tiny") == list(loaded["variants"])

@@ -41,7 +41,9 @@ def test_workflow_dry_run_plans_every_run(tmp_path, papers_copy, profile):
 
     res = snakemake(tmp_path, "-n", "--config", f"profile={profile}")
     assert res.returncode == 0, res.stdout + res.stderr
-    n_runs = sum(len(cfg["variants"]) * len(cfg["profiles"][profile]["seeds"])
+    from shared.config.sweep import profile_variants
+
+    n_runs = sum(len(profile_variants(cfg, profile)) * len(cfg["profiles"][profile]["seeds"])
                  for cfg in map(load_paper, list_papers()) if profile in cfg["profiles"])
     counts = {line.split()[0]: line.split()[1] for line in res.stdout.splitlines() if len(line.split()) == 2}
     assert counts.get("run") == str(n_runs)

@@ -17,6 +17,7 @@ if str(REPO) not in sys.path:  # `shared` importable without an installed packag
 
 # papers come from $REPRO_PAPERS_DIR if set (tests use a copy), else the repository's papers/
 from shared.config import config_hash, list_papers, load_paper, papers_dir, resolve_paper_run
+from shared.config.sweep import profile_variants
 
 PROFILE = config["profile"]
 RUNS = config["runs_dir"].rstrip("/")
@@ -79,7 +80,7 @@ def run_dirs(paper, profile):
     cfg = ALL_PAPERS[paper] if paper in ALL_PAPERS else load_paper(paper)
     return [
         f"{RUNS}/{paper}/{profile}/{variant}/seed{seed}"
-        for variant in cfg["variants"]
+        for variant in profile_variants(cfg, profile)
         for seed in cfg["profiles"][profile]["seeds"]
     ]
 

@@ -150,6 +150,8 @@ PAPER_SCHEMA = _obj(
                     # {variant glob: overrides} applied after the variant's own: a profile's scale per task, when
                     # one config holds variants of several tasks (e.g. "lm-*" gets the LM's steps and model size)
                     "overrides_for": {"type": "object", "additionalProperties": _PARTIAL_RUN},
+                    # run only the first k grid points of each swept variant (shared/config/sweep.py)
+                    "grid_points": _INT_POS,
                 },
                 required=("seeds",),
             ),

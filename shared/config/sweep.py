@@ -92,6 +92,24 @@ def expand(cfg: dict, source: str) -> dict:
     return out
 
 
+def profile_variants(cfg: dict, profile: str) -> list[str]:
+    """The variants (grid points) a profile runs: all of them, unless ``profiles.<P>.grid_points: k`` keeps only the
+    first k grid points of each swept variant (e.g. 1 in ``smoke``, which checks plumbing, not the sweep)."""
+    k = cfg["profiles"][profile].get("grid_points")
+    if not k:
+        return list(cfg["variants"])
+    seen: dict[str, int] = {}
+    out = []
+    for v in cfg["variants"]:
+        base = cfg.get(SWEEP_OF, {}).get(v)
+        if base is not None:
+            seen[base] = seen.get(base, 0) + 1
+            if seen[base] > k:
+                continue
+        out.append(v)
+    return out
+
+
 def select_rule(cfg: dict, variant: str) -> dict:
     """``{metric, mode}`` that picks ``variant``'s best grid point."""
     sweep = cfg.get("sweep") or {}

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from shared.config import list_papers, load_paper, papers_dir
-from shared.config.sweep import report_variants
+from shared.config.sweep import profile_variants, report_variants
 from shared.results import aggregate, benchmark, ledger, plots, probes, readme, sweep, tables
 
 log = logging.getLogger("repro.results")
@@ -30,7 +30,7 @@ def cmd_aggregate(args: argparse.Namespace) -> int:
     seeds = cfg["profiles"][args.profile]["seeds"]
     out = Path(args.out_dir or Path("results") / args.paper / args.profile)
     out.mkdir(parents=True, exist_ok=True)
-    paths = aggregate.find_runs(args.runs_dir, args.paper, args.profile, list(cfg["variants"]), seeds)
+    paths = aggregate.find_runs(args.runs_dir, args.paper, args.profile, profile_variants(cfg, args.profile), seeds)
     sweep_df = sweep.sweep_frame(cfg, aggregate.runs_frame(paths))
     runs = sweep.with_best(aggregate.runs_frame(paths), sweep_df)  # a swept variant = its best grid point
     variants = report_variants(cfg)
