@@ -60,7 +60,7 @@ def test_paper_config_resolves_every_variant_and_profile(slug):
     for profile, spec in cfg["profiles"].items():
         for variant in cfg["variants"]:
             run = resolve_paper_run(slug, variant, profile, spec["seeds"][-1])
-            assert run["seed"] == spec["seeds"][-1]
+            assert run["seed"] == spec["seeds"][-1] + cfg["variants"][variant].get("seed_offset", 0)
 
 
 def _write_paper(root, **changes):

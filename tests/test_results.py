@@ -235,3 +235,15 @@ def test_probe_records_become_a_long_table_and_figures(tmp_path):
     assert probes.probe_frame([d], rename={"relu": "relu"}).empty  # runs not named in `rename` are left out
     written = probes.plot_probes(frame, ["mish"], tmp_path / "out", "toy")
     assert sorted(p.name for p in written) == ["probes_activations.png", "probes_weight_norm.png"]
+
+
+def test_threshold_claim_in_claims_table(tmp_path):
+    runs_dir = tmp_path / "runs"
+    for seed, acc in enumerate([0.941, 0.943, 0.945]):
+        make_run(runs_dir, "toy", "tiny", "mish", seed, acc)
+    paper = dict(PAPER, claims=[{"id": "reaches_94", "text": "Mish reaches 94%.", "metric": "test_accuracy",
+                                 "compare": {"a": "mish", "threshold": 0.93}, "direction": "greater"}])
+    runs = aggregate.runs_frame(aggregate.find_runs(runs_dir, "toy", "tiny", ["mish"], [0, 1, 2]))
+    claims = aggregate.claims_frame(paper, "toy", "tiny", runs)
+    assert claims.iloc[0]["verdict"] == "reproduced" and claims.iloc[0]["b"] == "threshold 0.93"
+    assert "0.93 (fixed)" in tables.claims_table(claims)

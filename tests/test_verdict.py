@@ -88,3 +88,20 @@ def test_verdict_rejects_bad_arguments():
         judge([1, 2, 3], [1, 2, 3], "bigger")
     with pytest.raises(ValueError, match="margin"):
         judge([1, 2, 3], [1, 2, 3], "greater", margin=-1)
+
+
+def test_threshold_claims_use_a_one_sample_interval():
+    from scipy import stats as st
+
+    from shared.results.verdict import judge_threshold
+
+    a = [0.941, 0.943, 0.945]
+    v = judge_threshold(a, 0.93, "greater")
+    half = st.t.ppf(0.975, 2) * 0.002 / 3 ** 0.5  # sample std of a is 0.002: half-width 0.00497
+    assert v.effect == pytest.approx(0.013) and v.ci_low == pytest.approx(0.013 - half)
+    assert v.verdict == "reproduced" and v.mean_b == 0.93 and v.n_b == 0
+    assert judge_threshold(a, 0.95, "greater").verdict == "not reproduced"
+    assert judge_threshold(a, 0.943, "greater").verdict == "inconclusive"
+    assert judge_threshold(a, 0.95, "less").verdict == "reproduced"
+    assert judge_threshold(a[:2], 0.9, "greater").reason.startswith("n<3")
+    assert judge_threshold(a + [float("nan")], 0.9, "greater").verdict == "inconclusive"

@@ -95,6 +95,41 @@ def aggregate_inputs(wildcards):
     }
 
 
+def pair_inputs(paper):
+    """Input function for a paper's per-run analysis rule: the run's final.json, and `partner_final` (the final.json
+    of the same seed of the variant named by the config's `pair_with`) when the variant has a partner."""
+
+    def inputs(wildcards):
+        run = "{}/{}/{}/{}/seed{}/final.json"
+        out = {"final": run.format(RUNS, paper, wildcards.profile, wildcards.variant, wildcards.seed)}
+        partner = load_paper(paper)["variants"].get(wildcards.variant, {}).get("pair_with")
+        if partner:
+            out["partner_final"] = run.format(RUNS, paper, wildcards.profile, partner, wildcards.seed)
+        return out
+
+    return inputs
+
+
+def partner_arg(wildcards, input):
+    """`--partner-dir DIR` for a run with a partner (see pair_inputs), else nothing."""
+    return f"--partner-dir {os.path.dirname(input.partner_final)}" if "partner_final" in input.keys() else ""
+
+
+def profile_run_files(paper, names=("final.json", "derived.json"), first_seed=False):
+    """Input function: the given files of every run (or each variant's first seed) of the profile in the wildcards,
+    else of this invocation's profile, keyed `<variant>` (first_seed) or as a list."""
+
+    def inputs(wildcards):
+        profile = getattr(wildcards, "profile", PROFILE)
+        if first_seed:
+            seed = load_paper(paper)["profiles"][profile]["seeds"][0]
+            return {v: f"{RUNS}/{paper}/{profile}/{v}/seed{seed}/{names[-1]}"
+                    for v in profile_variants(load_paper(paper), profile)}
+        return [f"{d}/{n}" for d in run_dirs(paper, profile) for n in names]
+
+    return inputs
+
+
 def claims_spec(wildcards):
     """What the aggregate step reads from the paper config besides the runs: claims and the profile text."""
     cfg = load_paper(wildcards.paper)
@@ -128,12 +163,15 @@ def ledger_inputs(wildcards):
 
 
 def extra_section_files(paper):
-    """results/<paper>/<name>/section.md for each extra generated section its README has markers for."""
+    """results/<paper>/<name>/section.md for each extra generated section its README has markers for; a section
+    named `<profile>_<rest>` (built from that profile's runs) only when this invocation runs that profile."""
     from shared.results.readme import extra_sections
 
     readme = PAPERS_DIR / paper / "README.md"
     text = readme.read_text() if readme.is_file() else ""
-    return [f"{RESULTS}/{paper}/{name}/section.md" for name in extra_sections(text)]
+    profiles = (ALL_PAPERS[paper] if paper in ALL_PAPERS else load_paper(paper))["profiles"]
+    names = [n for n in extra_sections(text) if n.split("_")[0] not in profiles or n.split("_")[0] == PROFILE]
+    return [f"{RESULTS}/{paper}/{name}/section.md" for name in names]
 
 
 def all_targets():

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import fnmatch
+import functools
 import hashlib
 import json
 import os
@@ -118,19 +119,30 @@ def load_paper(slug: str) -> dict:
     if not path.is_file():
         known = ", ".join(list_papers()) if papers_dir().is_dir() else "none"
         raise ConfigError(f"unknown paper {slug!r}: {path} does not exist; known papers: {known}")
+    # validating resolves every (profile, variant): cache per file content, hand out copies
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    return copy.deepcopy(_load_paper(slug, str(path.resolve()), digest))
+
+
+@functools.lru_cache(maxsize=64)
+def _load_paper(slug: str, path_str: str, digest: str) -> dict:
+    path = Path(path_str)
     cfg = load_yaml(path)
     validate(cfg, PAPER_SCHEMA, str(path))
     named = sorted(cfg["variants"])  # claims and benchmark tasks name variants as written (a swept one = its best)
     cfg = sweep.expand(cfg, str(path))
     for i, claim in enumerate(cfg.get("claims", [])):
         for side in ("a", "b"):
-            if claim["compare"][side] not in named:
+            if side in claim["compare"] and claim["compare"][side] not in named:
                 raise ConfigError(f"{path}: claims.{i}.compare.{side}: unknown variant {claim['compare'][side]!r}; "
                                   f"variants: {', '.join(named)}")
         for prof in claim.get("profiles", []):
             if prof not in cfg["profiles"]:
                 raise ConfigError(f"{path}: claims.{i}.profiles: unknown profile {prof!r}; "
                                   f"profiles: {', '.join(sorted(cfg['profiles']))}")
+    for name, spec in cfg["variants"].items():
+        if spec.get("pair_with") is not None and spec["pair_with"] not in cfg["variants"]:
+            raise ConfigError(f"{path}: variants.{name}.pair_with: unknown variant {spec['pair_with']!r}")
     for task, spec in (cfg.get("benchmark") or {}).get("tasks", {}).items():
         for name in spec["variants"] + [spec["baseline"], spec["time_reference"]]:
             if name not in named:

@@ -118,7 +118,10 @@ CLAIM_SCHEMA = _obj(
         "text": {"type": "string", "minLength": 1},
         "paper_value": {"type": ["string", "null"]},
         "metric": {"type": "string", "minLength": 1},
-        "compare": _obj({"a": {"type": "string"}, "b": {"type": "string"}}, required=("a", "b")),
+        # a vs variant b, or a vs a fixed number (threshold: "reaches 94% accuracy"); exactly one of b, threshold
+        "compare": {**_obj({"a": {"type": "string"}, "b": {"type": "string"}, "threshold": {"type": "number"}},
+                           required=("a",)),
+                    "oneOf": [{"required": ["b"]}, {"required": ["threshold"]}]},
         "direction": {"enum": ["greater", "less"]},
         "margin": {"type": "number", "minimum": 0},
         "profiles": {"type": "array", "items": {"type": "string"}},
@@ -162,8 +165,9 @@ PAPER_SCHEMA = _obj(
             "propertyNames": _NAME,
             # seed_offset: the run's seed is the profile's seed + offset (an independent replicate of another
             # variant, e.g. the second model of a pair for mode connectivity); the run keeps the profile's seed name
+            # pair_with: the variant whose run of the same seed is this run's partner in a paper's pair analysis
             "additionalProperties": _obj({"description": {"type": "string"}, "overrides": _PARTIAL_RUN,
-                                          "seed_offset": _INT_NN}),
+                                          "seed_offset": _INT_NN, "pair_with": {"type": ["string", "null"]}}),
         },
         "claims": {"type": "array", "items": CLAIM_SCHEMA},
         "sweep": _obj(  # shared/config/sweep.py

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from shared.results.verdict import judge
+from shared.results.verdict import judge, judge_threshold
 
 log = logging.getLogger(__name__)
 
@@ -125,14 +125,19 @@ def claims_frame(paper_cfg: dict, slug: str, profile: str, runs: pd.DataFrame) -
     for claim in paper_cfg.get("claims", []):
         if claim.get("profiles") and profile not in claim["profiles"]:
             continue
-        metric, a, b = claim["metric"], claim["compare"]["a"], claim["compare"]["b"]
-        if metric not in runs.columns:
-            values_a, values_b = [math.nan] * int((runs["variant"] == a).sum()), \
-                [math.nan] * int((runs["variant"] == b).sum())
+        metric, a = claim["metric"], claim["compare"]["a"]
+        threshold = claim["compare"].get("threshold")
+        b = claim["compare"]["b"] if threshold is None else f"threshold {threshold:g}"
+
+        def values(variant):
+            if metric not in runs.columns:
+                return [math.nan] * int((runs["variant"] == variant).sum())
+            return runs.loc[runs["variant"] == variant, metric].tolist()
+
+        if threshold is None:
+            v = judge(values(a), values(b), claim["direction"], claim.get("margin", 0.0))
         else:
-            values_a = runs.loc[runs["variant"] == a, metric].tolist()
-            values_b = runs.loc[runs["variant"] == b, metric].tolist()
-        v = judge(values_a, values_b, claim["direction"], claim.get("margin", 0.0))
+            v = judge_threshold(values(a), threshold, claim["direction"], claim.get("margin", 0.0))
         rows.append({"paper": slug, "profile": profile, "claim": claim["id"], "text": claim["text"],
                      "paper_value": claim.get("paper_value") or "", "metric": metric, "a": a, "b": b,
                      "direction": claim["direction"], "margin": claim.get("margin", 0.0), **v.as_dict(),

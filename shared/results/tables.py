@@ -70,6 +70,8 @@ def claims_table(claims: pd.DataFrame, with_profile: bool = False) -> str:
 
 def side_stats(c, side: str) -> str:
     """mean ± std (n=finite values) of one side of a claims row, noting values that were missing."""
+    if side == "b" and str(c["b"]).startswith("threshold"):
+        return fmt(c["mean_b"]) + " (fixed)"
     missing = int(c.get(f"missing_{side}", 0) or 0)
     text = mean_std(c[f"mean_{side}"], c[f"std_{side}"], int(c[f"n_{side}"]) - missing)
     return text + (f", {missing} missing" if missing else "")

@@ -11,6 +11,8 @@ Rule (also rendered into every paper README and the ledger by ``RULE_TEXT``):
 * 95% confidence interval of d from Welch's t-test (unequal variances, Welch-Satterthwaite degrees of freedom).
   ``reproduced`` when the whole CI lies above m; ``not reproduced`` when the whole CI lies below m (with m = 0: the
   CI excludes the claimed sign); otherwise ``inconclusive``.
+* A claim against a fixed number (``compare: {a, threshold: x}``, e.g. "reaches 94% accuracy") uses d = s · (mean(a) −
+  x) and a one-sample t interval (``judge_threshold``); the rest of the rule is the same.
 * Zero variance on both sides makes the CI the single point d: then d > m is ``reproduced``, d < m ``not reproduced``
   and d = m ``inconclusive``.
 """
@@ -29,7 +31,8 @@ REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE = "reproduced", "not reproduced", "inco
 RULE_TEXT = (
     "**Verdict rule** (`shared/results/verdict.py`). For each claim \"a is greater (or less) than b in metric M\" we "
     "take the effect d = mean(a) − mean(b), signed so that d > 0 points the way the paper claims, and its 95% "
-    "confidence interval from Welch's t-test over seeds. **reproduced**: the whole interval lies above the claimed "
+    "confidence interval from Welch's t-test over seeds (for a claim against a fixed number, \"a reaches x\", "
+    "d = mean(a) − x with a one-sample t interval). **reproduced**: the whole interval lies above the claimed "
     "margin (0 unless the claim gives one); **not reproduced**: the whole interval lies below it (with no margin: "
     "the data exclude the claimed sign); otherwise **inconclusive**. Fewer than 3 seeds on either side, or any "
     "missing value (e.g. a run that never reached the target loss, or a NaN loss after divergence), is "
@@ -99,6 +102,44 @@ def welch_ci(a: list[float], b: list[float], confidence: float = CONFIDENCE) -> 
     half = stats.t.ppf(0.5 + confidence / 2, df) * se
     p = 2.0 * stats.t.sf(abs(diff) / se, df)
     return diff, diff - half, diff + half, float(p)
+
+
+def judge_threshold(a: Iterable, threshold: float, direction: str, margin: float = 0.0,
+                    min_seeds: int = MIN_SEEDS) -> Verdict:
+    """The same rule for "variant a is above (below) a fixed number": d = s · (mean(a) − threshold) with the 95% CI
+    of a one-sample t-test (a fixed threshold has no variance). Reported with ``mean_b`` = threshold, ``n_b`` = 0."""
+    if direction not in ("greater", "less"):
+        raise ValueError(f"direction must be 'greater' or 'less', got {direction!r}")
+    margin = 0.0 if margin is None or (isinstance(margin, float) and math.isnan(margin)) else margin
+    if margin < 0:
+        raise ValueError(f"margin must be >= 0 (in the metric's units), got {margin}")
+    a = list(a)
+    fa, miss_a = _clean(a)
+    ma, sa = _mean_std(fa)
+    sign, nan = (1.0 if direction == "greater" else -1.0), math.nan
+
+    def out(verdict, reason, effect=nan, lo=nan, hi=nan, p=nan) -> Verdict:
+        return Verdict(verdict, reason, effect, lo, hi, p, len(a), 0, ma, sa, float(threshold), 0.0, miss_a, 0)
+
+    if len(a) < min_seeds:
+        return out(INCONCLUSIVE, f"n<{min_seeds} (n_a={len(a)})", effect=sign * (ma - threshold) if fa else nan)
+    if miss_a:
+        return out(INCONCLUSIVE, f"a: {miss_a} of {len(a)} values missing or non-finite (e.g. diverged)")
+    diff, se = ma - threshold, sa / math.sqrt(len(fa))
+    if se == 0.0:
+        lo = hi = diff
+        p = 1.0 if diff == 0 else 0.0
+    else:
+        half = stats.t.ppf(0.5 + CONFIDENCE / 2, len(fa) - 1) * se
+        lo, hi, p = diff - half, diff + half, float(2.0 * stats.t.sf(abs(diff) / se, len(fa) - 1))
+    effect, lo, hi = sign * diff, min(sign * lo, sign * hi), max(sign * lo, sign * hi)
+    ci = f"95% CI [{lo:.4g}, {hi:.4g}]"
+    where = f"the margin {margin:g}" if margin else "0"
+    if lo > margin:
+        return out(REPRODUCED, f"{ci} lies above {where}", effect, lo, hi, p)
+    if hi < margin:
+        return out(NOT_REPRODUCED, f"{ci} lies below {where}", effect, lo, hi, p)
+    return out(INCONCLUSIVE, f"{ci} contains {where}", effect, lo, hi, p)
 
 
 def judge(a: Iterable, b: Iterable, direction: str, margin: float = 0.0,

@@ -1,0 +1,59 @@
+"""Load a finished run for analysis: its model with the final weights, its data, and image batches.
+
+A run directory (docs/design.md) holds ``meta.json`` (the resolved config) and ``checkpoint.pt`` (``"model"``: the
+state_dict). Curvature, surfaces and interpolation (the rest of shared/landscape) then work on ``run.model`` with
+fixed, unaugmented, normalised batches from ``image_batches``.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from shared.data import ClassificationData, load_data
+from shared.data.augment import normalize
+from shared.models import create_model
+from shared.train.checkpoint import load_checkpoint
+
+
+@dataclass
+class LoadedRun:
+    meta: dict  # meta.json: the resolved "config", paper, variant, profile, seed, ...
+    model: nn.Module  # on the requested device, in eval mode, with the run's final weights
+    state: dict[str, torch.Tensor]  # the final state_dict, on the same device
+    data: ClassificationData
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """``auto``: CUDA when available, else CPU; otherwise the named device."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def load_run(run_dir: str | Path, device: str | torch.device = "cpu",
+             data: ClassificationData | None = None) -> LoadedRun:
+    """A finished run's model (built from meta.json's config, weights from checkpoint.pt) and data; pass ``data``
+    to reuse another run's (e.g. the partner of a pair with the same data config)."""
+    run_dir = Path(run_dir)
+    meta = json.loads((run_dir / "meta.json").read_text())
+    cfg = meta["config"]
+    data = data or load_data(cfg["data"])
+    model = create_model(cfg["model"]["name"], num_classes=data.num_classes, **cfg["model"]["kwargs"]).to(device)
+    state = {k: v.to(device) for k, v in load_checkpoint(run_dir / "checkpoint.pt")["model"].items()}
+    model.load_state_dict(state)
+    return LoadedRun(meta, model.eval(), state, data)
+
+
+def image_batches(data: ClassificationData, split: str, n: int, device: str | torch.device = "cpu",
+                  batch_size: int = 256) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The first ``n`` images of ``split`` (``"train"``: the run's training subset in file order, no augmentation;
+    else an eval split), normalised as in training, as (x, y) batches on ``device``."""
+    x, y = (data.train_x, data.train_y) if split == "train" else data.eval_sets[split]
+    x, y = x[:n], y[:n]
+    mean, std = torch.tensor(data.mean, device=device), torch.tensor(data.std, device=device)
+    return [(normalize(x[i:i + batch_size].to(device), mean, std), y[i:i + batch_size].to(device))
+            for i in range(0, len(y), batch_size)]
