@@ -21,7 +21,7 @@ Norm placement is a pluggable residual wrapper (``PLACEMENTS``): each sublayer f
 Flags: ``ln_scaling`` (LayerNorm Scaling, arXiv:2502.05795: every input norm's output times 1/sqrt(l), l = block
 index from 1), ``qk_norm`` (LayerNorm on each head's q and k, arXiv:2309.14322 §3.1.1), ``fix_norm`` (unit-length
 token embeddings, also as the tied head: FixNorm, arXiv:1910.05895). ``norm="none"`` with ``pre`` is the
-normalization-free GPT of ReLU's Revival (arXiv:2501.03292): no norm anywhere, final norm included.
+normalization-free GPT of ReLU's Revival (arXiv:2410.09637): no norm anywhere, final norm included.
 Attention statistics (the contract of shared/probes/attention.py): set ``CausalSelfAttention.record_stats = True``
 and the next forward computes softmax(q k^T / sqrt(d_h) + causal mask) explicitly and stores ``last_stats``.
 Init (GPT-2 §2.3, nanoGPT): weights N(0, 0.02), biases 0, and residual output projections (``c_proj``) scaled
