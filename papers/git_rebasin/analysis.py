@@ -1,0 +1,219 @@
+"""Per-pair analysis of "Git Re-Basin: Merging Models modulo Permutation Symmetries", Ainsworth, Hayase &
+Srinivasa, arXiv:2209.04836: the loss and error barriers on the segment between two independently trained models,
+before (naive) and after permuting model B onto model A by weight matching (§3.2, Alg. 1).
+
+    theta(alpha) = (1 - alpha) theta_A + alpha pi(theta_B),   pi = id (naive) or the weight-matching permutation
+    B = max_alpha [ L(theta(alpha)) - ((1 - alpha) L(theta_A) + alpha L(pi(theta_B))) ]
+
+(barrier of Entezari et al., arXiv:2110.06296, Def. 1, as ``shared.landscape.loss_barrier`` computes it; the
+paper's width-ablation script, samuela/git-re-basin ``src/cifar10_resnet20_width_ablation_plot.py``, subtracts the
+endpoints' plain mean instead: the two agree when the maximum sits at alpha = 1/2 or the endpoint losses are equal).
+Losses are means over a fixed subset of training images (no augmentation) and of test images, each model in eval
+mode; networks with BatchNorm get their statistics re-estimated on the training subset at every alpha
+(``shared.landscape.reset_bn_stats``, REPAIR's "reset BN"). All the math is ``shared.landscape``'s; this file only
+loads runs and writes ``derived.json`` and the README section.
+
+    python -m papers.git_rebasin.analysis derived --run-dir runs/.../mlp_x1/seed0 \
+        --partner-dir runs/.../mlp_x1_partner/seed0 --out runs/.../mlp_x1/seed0/derived.json
+    python -m papers.git_rebasin.analysis section --runs-root runs/git_rebasin/tiny --out-dir results/...
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from shared.data import ClassificationData, load_data
+from shared.data.augment import normalize
+from shared.landscape import (apply_permutation, evaluate_loss, interpolate_state_dicts, loss_barrier,
+                              permutation_spec, reset_bn_stats, weight_matching)
+from shared.landscape.runs import image_batches, load_run
+from shared.models import create_model
+from shared.train.checkpoint import load_checkpoint
+
+PARTNER_SUFFIX = "_partner"  # variant V's pair partner is V + PARTNER_SUFFIX (config.yaml: seed_offset 1000)
+# per profile: images per split for the barrier and the number of alphas on [0, 1]; tiny ≲ 20 s per pair on one core
+SETTINGS = {"smoke": {"n_images": 64, "n_alphas": 3}, "tiny": {"n_images": 256, "n_alphas": 5},
+            "cpu": {"n_images": 1000, "n_alphas": 11}, "paper": {"n_images": 10000, "n_alphas": 25}}
+SPLITS = ("train", "test")
+METHODS = ("naive", "permuted")
+
+
+def interpolation(model: nn.Module, state_a: dict, state_b: dict, alphas, splits: dict[str, list],
+                  bn_batches: list) -> dict[str, dict[str, list[float]]]:
+    """Loss and accuracy of theta(alpha) = (1 - alpha) theta_A + alpha theta_B on every split (Frankle et al.,
+    arXiv:1912.05671 §2), BN statistics reset at each alpha when the model has BN. The model's state is restored."""
+    saved = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    curves = {s: {"loss": [], "accuracy": []} for s in splits}
+    try:
+        for alpha in alphas:
+            model.load_state_dict(interpolate_state_dicts(state_a, state_b, alpha))
+            reset_bn_stats(model, bn_batches)  # no-op (returns 0) without BatchNorm layers
+            for split, batches in splits.items():
+                metrics = evaluate_loss(model, batches)
+                curves[split]["loss"].append(metrics["loss"])
+                curves[split]["accuracy"].append(metrics["accuracy"])
+    finally:
+        model.load_state_dict(saved)
+    return curves
+
+
+def pair_barriers(model: nn.Module, state_a: dict, state_b: dict, splits: dict[str, list], n_alphas: int,
+                  seed: int = 0) -> tuple[dict[str, float], dict]:
+    """Naive and weight-matching barriers (Git Re-Basin §3.2, Alg. 1) of the pair (A, B) on every split.
+
+    Returns metrics ``{naive,permuted}_{split}_loss_barrier`` and ``..._error_barrier`` (error = 1 - accuracy), and
+    the curves behind them.
+    """
+    spec = permutation_spec(model)
+    perm = weight_matching(spec, state_a, state_b, seed=seed)
+    # pi(theta_B): W_l <- P_l W_l P_{l-1}^T, functionally the same network as B
+    candidates = {"naive": state_b, "permuted": apply_permutation(spec, perm, state_b)}
+    alphas = np.linspace(0.0, 1.0, n_alphas).tolist()
+    metrics, curves = {}, {"alpha": alphas}
+    for method, state in candidates.items():
+        curve = interpolation(model, state_a, state, alphas, splits, bn_batches=splits["train"])
+        curves[method] = curve
+        for split, c in curve.items():
+            metrics[f"{method}_{split}_loss_barrier"] = loss_barrier(alphas, c["loss"])
+            metrics[f"{method}_{split}_error_barrier"] = loss_barrier(alphas, 1 - np.asarray(c["accuracy"]))
+    return metrics, curves
+
+
+def _same_setting(cfg_a: dict, cfg_b: dict) -> bool:
+    """The pair must differ only in the seed (a partner variant is an independent replicate)."""
+    strip = lambda c: {k: v for k, v in c.items() if k not in ("seed", "device")}  # noqa: E731
+    return strip(cfg_a) == strip(cfg_b)
+
+
+def derived(run_dir: str | Path, partner_dir: str | Path | None, out: str | Path, device: str = "cpu",
+            n_images: int | None = None, n_alphas: int | None = None) -> dict:
+    """``derived.json`` of one run: the pair's barriers for an A variant, ``{}`` for a partner run (no partner)."""
+    result: dict = {"metrics": {}}
+    if partner_dir is not None:
+        run_a = load_run(run_dir, device)
+        run_b = load_run(partner_dir, device, data=run_a.data)
+        if not _same_setting(run_a.meta["config"], run_b.meta["config"]):
+            raise ValueError(f"{run_dir} and {partner_dir} differ in more than the seed")
+        settings = SETTINGS.get(run_a.meta.get("profile"), SETTINGS["tiny"])
+        n_images = n_images or settings["n_images"]
+        splits = {s: image_batches(run_a.data, s, n_images, device) for s in SPLITS}
+        metrics, curves = pair_barriers(run_a.model, run_a.state, run_b.state, splits,
+                                        n_alphas or settings["n_alphas"], seed=run_a.meta["config"]["seed"])
+        result = {"metrics": metrics, "curves": curves, "n_images": {s: sum(len(y) for _, y in b)
+                                                                     for s, b in splits.items()},
+                  "partner": str(partner_dir)}
+    Path(out).write_text(json.dumps(result, indent=2))
+    return result
+
+
+def _mean_std(values: list[float]) -> str:
+    v = np.asarray([x for x in values if np.isfinite(x)], dtype=float)
+    if len(v) == 0:
+        return "–"
+    return f"{v.mean():.4g} ± {v.std(ddof=1):.2g}" if len(v) > 1 else f"{v.mean():.4g}"
+
+
+def collect(runs_root: str | Path) -> dict[str, list[dict]]:
+    """derived.json of every A variant's runs under ``runs_root`` (runs/git_rebasin/<profile>), by variant."""
+    out: dict[str, list[dict]] = {}
+    for path in sorted(Path(runs_root).glob("*/seed*/derived.json")):
+        variant = path.parents[1].name
+        result = json.loads(path.read_text())
+        if not variant.endswith(PARTNER_SUFFIX) and result["metrics"]:
+            out.setdefault(variant, []).append(result)
+    return out
+
+
+def barrier_rows(by_variant: dict[str, list[dict]], split: str = "train") -> list[dict]:
+    """Per variant: naive and permuted loss barrier (mean ± sample std over seeds), their paired difference
+    naive - permuted, and in how many seeds the permuted barrier is the lower one (the paper's claim, run by run)."""
+    rows = []
+    for variant, results in by_variant.items():
+        naive = [r["metrics"][f"naive_{split}_loss_barrier"] for r in results]
+        permuted = [r["metrics"][f"permuted_{split}_loss_barrier"] for r in results]
+        rows.append({"variant": f"`{variant}`", "seeds": len(results),
+                     f"naive {split} loss barrier": _mean_std(naive),
+                     f"permuted {split} loss barrier": _mean_std(permuted),
+                     "naive − permuted (paired)": _mean_std([a - b for a, b in zip(naive, permuted)]),
+                     "seeds with permuted < naive": sum(b < a for a, b in zip(naive, permuted)),
+                     "naive test error barrier": _mean_std([r["metrics"]["naive_test_error_barrier"] for r in results]),
+                     "permuted test error barrier": _mean_std(
+                         [r["metrics"]["permuted_test_error_barrier"] for r in results])})
+    return rows
+
+
+def plot_curves(by_variant: dict[str, list[dict]], path: Path, split: str = "train") -> None:
+    """Loss along the segment, naive vs permuted, mean over seeds, one panel per variant."""
+    import matplotlib  # noqa: PLC0415
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    n = max(1, len(by_variant))
+    fig, axes = plt.subplots(1, n, figsize=(3.2 * n, 3), squeeze=False)
+    if not by_variant:
+        axes[0][0].text(0.5, 0.5, "no pair analysed yet", ha="center", va="center")
+    for ax, (variant, results) in zip(axes[0], by_variant.items()):
+        alphas = results[0]["curves"]["alpha"]
+        for method, style in zip(METHODS, ("--", "-")):
+            losses = np.mean([r["curves"][method][split]["loss"] for r in results], axis=0)
+            ax.plot(alphas, losses, style, marker="o", label=method)
+        ax.set_title(variant, fontsize=9)
+        ax.set_xlabel("alpha (A → B)")
+    axes[0][0].set_ylabel(f"{split} loss")
+    if by_variant:
+        axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def write_barrier_section(runs_root: str | Path, out_dir: str | Path) -> Path:
+    """``out_dir/section.md`` (+ ``curves.png``, ``barriers.json``): the naive vs permuted comparison, which the
+    shared verdict rule cannot judge (it compares two variants, this compares two metrics of the same runs)."""
+    from shared.results.readme import write_section  # noqa: PLC0415
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    by_variant = collect(runs_root)
+    (out_dir / "barriers.json").write_text(json.dumps({v: [r["metrics"] for r in rs] for v, rs in by_variant.items()},
+                                                      indent=2))
+    plot_curves(by_variant, out_dir / "curves.png")
+    note = (f"Runs: `{runs_root}`. Loss barriers of each A variant's runs against their partners (same seed name, "
+            "seed + 1000), naive and after weight matching; mean ± sample std over seeds. Not judged by the verdict "
+            "rule (two metrics of the same runs, not two variants): read the paired column and its seed count.")
+    return write_section(out_dir, barrier_rows(by_variant), ["curves.png"],
+                         source=f"python -m papers.git_rebasin.analysis section --runs-root {runs_root}", note=note)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m papers.git_rebasin.analysis", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("derived", help="barriers of one run and its partner -> derived.json")
+    p.add_argument("--run-dir", required=True)
+    p.add_argument("--partner-dir", help="the partner run (omit for a partner run itself: writes empty metrics)")
+    p.add_argument("--out", required=True)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--n-images", type=int, help="images per split (default: by the run's profile, SETTINGS)")
+    p.add_argument("--n-alphas", type=int, help="alphas on [0, 1] (default: by the run's profile)")
+    p = sub.add_parser("section", help="README section: barriers per variant, mean ± std over seeds")
+    p.add_argument("--runs-root", required=True, help="runs/git_rebasin/<profile>")
+    p.add_argument("--out-dir", required=True)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO)
+    if args.command == "derived":
+        derived(args.run_dir, args.partner_dir, args.out, args.device, args.n_images, args.n_alphas)
+    else:
+        write_barrier_section(args.runs_root, args.out_dir)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

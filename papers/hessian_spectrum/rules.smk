@@ -1,0 +1,52 @@
+# Sagun et al. (arXiv:1706.04454): per-run Hessian spectrum and pair barrier (derived.json, merged into runs.csv by
+# `repro aggregate`), and the README's "spectrum" section (SLQ density, top eigenvalues, segments) from the first
+# seed of each variant of this invocation's profile (`--config profile=...`; section.md names it).
+
+# A variant's segment partner is config.yaml's `pair_with` (large_batch: same init; small_batch_independent: an
+# independent initialisation through seed_offset).
+
+
+rule hessian_spectrum_derived:
+    input:
+        unpack(pair_inputs("hessian_spectrum")),
+    output:
+        derived=f"{RUNS}/hessian_spectrum/{{profile}}/{{variant}}/seed{{seed}}/derived.json",
+    log:
+        f"{RUNS}/logs/hessian_spectrum/derived/{{profile}}/{{variant}}/seed{{seed}}.log",
+    params:
+        run_dir=lambda w, input: os.path.dirname(input.final),
+        partner=partner_arg,
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=60,
+        gpu=run_resource("gpu"),
+    shell:
+        'OMP_NUM_THREADS={threads} "$REPRO_PYTHON" -m papers.hessian_spectrum.analysis derived'
+        " --run-dir {params.run_dir} {params.partner} --profile {wildcards.profile} --out {output.derived}"
+        " > {log} 2>&1"
+
+
+rule hessian_spectrum_section:
+    input:
+        unpack(profile_run_files("hessian_spectrum", first_seed=True)),
+    output:
+        section=f"{RESULTS}/hessian_spectrum/spectrum/section.md",
+    log:
+        f"{RUNS}/logs/hessian_spectrum/spectrum.log",
+    params:
+        runs=lambda w, input: " ".join(f"--run {k}={os.path.dirname(v)}" for k, v in input.items()),
+        profile=PROFILE,
+        out=lambda w, output: os.path.dirname(output.section),
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=120,
+        gpu=lambda w: profile_resources(PROFILE)["gpu"],
+    shell:
+        'OMP_NUM_THREADS={threads} "$REPRO_PYTHON" -m papers.hessian_spectrum.analysis section'
+        " {params.runs} --profile {params.profile} --out-dir {params.out} > {log} 2>&1"
