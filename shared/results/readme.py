@@ -115,7 +115,8 @@ def render_results(slug: str, paper_cfg: dict, results_dir: str | Path, readme: 
                  ("metric vs swept value; ringed: chosen", FIG_SWEEP),
                  ("two-key grids as heat maps; boxed: chosen", "sweep_heatmap.png")]
         named += [(f"best grid points: {f.stem.replace('_', ' ')}", f.name)
-                  for f in sorted(d.glob("curves_*.png")) + sorted(d.glob("sweep_*.png"))]
+                  for f in sorted(d.glob("curves_*.png")) + sorted(d.glob("sweep_*.png"))
+                  if f.name != "sweep_heatmap.png"]
         named += [(f"probe {f.stem.removeprefix('probes_')} (mean over seeds)", f.name)
                   for f in sorted(d.glob("probes_*.png"))]
         figs = [f"![{name} ({profile})]({_link(d / f, readme)})" for name, f in named if (d / f).is_file()]
