@@ -247,3 +247,19 @@ def test_threshold_claim_in_claims_table(tmp_path):
     claims = aggregate.claims_frame(paper, "toy", "tiny", runs)
     assert claims.iloc[0]["verdict"] == "reproduced" and claims.iloc[0]["b"] == "threshold 0.93"
     assert "0.93 (fixed)" in tables.claims_table(claims)
+
+
+def test_a_paper_without_claims_gets_readme_and_ledger(tmp_path):
+    paper = dict(PAPER, claims=[])
+    runs_dir = tmp_path / "runs"
+    for seed in range(3):
+        make_run(runs_dir, "toy", "tiny", "mish", seed, 0.9)
+    out = tmp_path / "results" / "toy" / "tiny"
+    out.mkdir(parents=True)
+    runs = aggregate.runs_frame(aggregate.find_runs(runs_dir, "toy", "tiny", ["mish"], [0, 1, 2]))
+    aggregate.claims_frame(paper, "toy", "tiny", runs).to_csv(out / readme.CLAIMS, index=False)
+    assert readme.read_csv(out / readme.CLAIMS).empty
+    readme_path = tmp_path / "README.md"
+    readme_path.write_text(README)
+    readme.update_readme("toy", paper, tmp_path / "results", readme_path)
+    assert "states no claims" in readme_path.read_text()

@@ -48,7 +48,7 @@ shell.prefix(
     + f"export REPRO_PYTHON='{sys.executable}'; export PYTHONPATH='{REPO}'${{{{PYTHONPATH:+:$PYTHONPATH}}}}; "
 )
 DEVICE = f"--device {config['device']}" if config["device"] else ""
-ENV = "../environment.yml"  # for --use-conda; the default is the environment Snakemake runs in
+ENV = str(REPO / "environment.yml")  # --use-conda only; absolute, as paper rules live in papers/<slug>/
 
 
 wildcard_constraints:

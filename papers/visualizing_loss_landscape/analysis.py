@@ -120,7 +120,7 @@ def write_section(run_dirs: dict[str, Path], profile: str, out_dir: str | Path, 
     curves, rows, figures = {}, [], []
     for variant, run_dir in run_dirs.items():
         run = load_run(run_dir, pick_device(device))
-        model, data = run.model, run.data
+        model, data, meta = run.model, run.data, run.meta
         batches = image_batches(data, "train", s["loss_images"], next(model.parameters()).device)
         d, e = directions(model, 2)
         for stale in (out_dir / f"{variant}_1d.csv", out_dir / f"{variant}_2d.csv"):

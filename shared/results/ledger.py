@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from shared.results import tables
-from shared.results.readme import CLAIMS, data_label
+from shared.results.readme import CLAIMS, data_label, read_csv
 from shared.results.verdict import RULE_TEXT
 
 HEADERS = ["paper", "claim", "profile", "paper's number", "ours: a", "ours: b", "effect (95% CI)", "verdict",
@@ -17,7 +17,7 @@ HEADERS = ["paper", "claim", "profile", "paper's number", "ours: a", "ours: b", 
 
 def collect_claims(results_dir: str | Path) -> pd.DataFrame:
     """Every claims.csv under ``results_dir/<slug>/<profile>/``, concatenated, sorted by paper, claim, profile."""
-    frames = [pd.read_csv(p) for p in sorted(Path(results_dir).glob(f"*/*/{CLAIMS}")) if p.stat().st_size]
+    frames = [read_csv(p) for p in sorted(Path(results_dir).glob(f"*/*/{CLAIMS}"))]
     frames = [f for f in frames if len(f)]
     if not frames:
         return pd.DataFrame()
