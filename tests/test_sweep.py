@@ -184,3 +184,28 @@ def test_a_profile_can_run_only_the_first_grid_points(papers):
     loaded = load_paper("toy")
     assert sorted(profile_variants(loaded, "smoke")) == ["adamw.lr0.001", "plain", "sgd.lr0.01"]
     assert profile_variants(loaded, "tiny") == list(loaded["variants"])
+
+
+def test_benchmark_target_uses_each_tasks_own_eval_split(papers, tmp_path):
+    cfg = dict(PAPER, variants={**PAPER["variants"], "lm-adamw": {"overrides": {"optimizer": {"name": "adamw"}}}},
+               benchmark={"tasks": {"cifar": {"variants": ["plain"], "baseline": "plain", "time_reference": "plain"},
+                                    "lm": {"variants": ["lm-adamw"], "baseline": "lm-adamw",
+                                           "time_reference": "lm-adamw"}}}, claims=[])
+    (papers / "toy" / "config.yaml").write_text(yaml.safe_dump(cfg))
+    loaded = load_paper("toy")
+    runs_dir = tmp_path / "runs"
+    for seed in range(3):
+        write_run(runs_dir, "plain", seed, 0.5, [2.0, 1.5, 1.0], 3.0)
+        d = aggregate.run_dir(runs_dir, "toy", "tiny", "lm-adamw", seed)
+        write_run(runs_dir, "lm-adamw", seed, 0.5, [6.0, 5.5, 5.0], 3.0)
+        with open(d / "metrics.jsonl", "a") as f:  # an LM run also evaluates on val
+            f.write(json.dumps({"kind": "eval", "step": 30, "split": "val", "loss": 4.0}) + "\n")
+        final = json.loads((d / "final.json").read_text())
+        final["metrics"]["val_loss"] = 4.0
+        (d / "final.json").write_text(json.dumps(final))
+    paths = aggregate.find_runs(runs_dir, "toy", "tiny", list(loaded["variants"]), [0, 1, 2])
+    runs = sweep.with_best(aggregate.runs_frame(paths), sweep.sweep_frame(loaded, aggregate.runs_frame(paths)))
+    bench = benchmark.benchmark_frame(loaded, runs, sweep.sweep_frame(loaded, runs),
+                                      aggregate.learning_curves(paths)).set_index("task")
+    assert bench.loc["cifar", "target_loss"] == pytest.approx(1.0)  # test_loss: CIFAR has no val split
+    assert bench.loc["lm", "target_loss"] == pytest.approx(4.0)  # val_loss

@@ -51,10 +51,14 @@ def eval_split(curves: pd.DataFrame) -> str:
 def benchmark_frame(cfg: dict, runs: pd.DataFrame, sweep: pd.DataFrame, curves: pd.DataFrame) -> pd.DataFrame:
     """One row per task × variant (module docstring). ``curves`` from ``aggregate.learning_curves`` (member names)."""
     sens = sensitivity(sweep).set_index("variant") if len(sweep) else pd.DataFrame()
-    split = eval_split(curves) if len(curves) else "test"
-    evals = curves[(curves["kind"] == "eval") & (curves["split"] == split)] if len(curves) else curves
     rows = []
     for task, spec in cfg["benchmark"]["tasks"].items():
+        # each task's own eval split (an LM task has val, a CIFAR task only test)
+        task_curves = curves[curves["variant"].isin([_member(runs, v) for v in spec["variants"]])] \
+            if len(curves) else curves
+        split = eval_split(task_curves) if len(task_curves) else "test"
+        evals = task_curves[(task_curves["kind"] == "eval") & (task_curves["split"] == split)] \
+            if len(task_curves) else task_curves
         base = runs[runs["variant"] == spec["baseline"]]
         target, _, _ = _mean(base.get(f"{split}_loss", pd.Series(dtype=float)))
         ref = runs[runs["variant"] == spec["time_reference"]]
