@@ -209,3 +209,16 @@ def test_benchmark_target_uses_each_tasks_own_eval_split(papers, tmp_path):
                                       aggregate.learning_curves(paths)).set_index("task")
     assert bench.loc["cifar", "target_loss"] == pytest.approx(1.0)  # test_loss: CIFAR has no val split
     assert bench.loc["lm", "target_loss"] == pytest.approx(4.0)  # val_loss
+
+
+def test_provenance_counts_each_run_once(papers, tmp_path):
+    from shared.results.readme import provenance_line
+
+    runs_dir = tmp_path / "runs"
+    for member, acc in ACC.items():
+        for seed in range(3):
+            write_run(runs_dir, member, seed, acc, [2.0, 1.5, 1.0], 3.0)
+    cfg = load_paper("toy")
+    paths = aggregate.find_runs(runs_dir, "toy", "tiny", list(cfg["variants"]), [0, 1, 2])
+    runs = sweep.with_best(aggregate.runs_frame(paths), sweep.sweep_frame(cfg, aggregate.runs_frame(paths)))
+    assert len(runs) == 18 + 6 and "18 runs" in provenance_line(runs)
