@@ -104,6 +104,18 @@ def welch_ci(a: list[float], b: list[float], confidence: float = CONFIDENCE) -> 
     return diff, diff - half, diff + half, float(p)
 
 
+def _classify(out, sign: float, diff: float, lo: float, hi: float, p: float, margin: float) -> Verdict:
+    """Sign the interval so that positive means "as the paper claims", then compare it with the margin."""
+    effect, lo, hi = sign * diff, min(sign * lo, sign * hi), max(sign * lo, sign * hi)
+    ci = f"95% CI [{lo:.4g}, {hi:.4g}]"
+    where = f"the margin {margin:g}" if margin else "0"
+    if lo > margin:
+        return out(REPRODUCED, f"{ci} lies above {where}", effect, lo, hi, p)
+    if hi < margin:
+        return out(NOT_REPRODUCED, f"{ci} lies below {where}", effect, lo, hi, p)
+    return out(INCONCLUSIVE, f"{ci} contains {where}", effect, lo, hi, p)
+
+
 def judge_threshold(a: Iterable, threshold: float, direction: str, margin: float = 0.0,
                     min_seeds: int = MIN_SEEDS) -> Verdict:
     """The same rule for "variant a is above (below) a fixed number": d = s · (mean(a) − threshold) with the 95% CI
@@ -132,14 +144,7 @@ def judge_threshold(a: Iterable, threshold: float, direction: str, margin: float
     else:
         half = stats.t.ppf(0.5 + CONFIDENCE / 2, len(fa) - 1) * se
         lo, hi, p = diff - half, diff + half, float(2.0 * stats.t.sf(abs(diff) / se, len(fa) - 1))
-    effect, lo, hi = sign * diff, min(sign * lo, sign * hi), max(sign * lo, sign * hi)
-    ci = f"95% CI [{lo:.4g}, {hi:.4g}]"
-    where = f"the margin {margin:g}" if margin else "0"
-    if lo > margin:
-        return out(REPRODUCED, f"{ci} lies above {where}", effect, lo, hi, p)
-    if hi < margin:
-        return out(NOT_REPRODUCED, f"{ci} lies below {where}", effect, lo, hi, p)
-    return out(INCONCLUSIVE, f"{ci} contains {where}", effect, lo, hi, p)
+    return _classify(out, sign, diff, lo, hi, p, margin)
 
 
 def judge(a: Iterable, b: Iterable, direction: str, margin: float = 0.0,
@@ -168,12 +173,4 @@ def judge(a: Iterable, b: Iterable, direction: str, margin: float = 0.0,
                  for side, m, n in (("a", miss_a, len(a)), ("b", miss_b, len(b))) if m]
         return out(INCONCLUSIVE, "; ".join(parts) + " (e.g. target never reached, or diverged)")
     diff, lo, hi, p = welch_ci(fa, fb)
-    # sign the interval so that positive means "as the paper claims"
-    effect, lo, hi = sign * diff, min(sign * lo, sign * hi), max(sign * lo, sign * hi)
-    ci = f"95% CI [{lo:.4g}, {hi:.4g}]"
-    where = f"the margin {margin:g}" if margin else "0"
-    if lo > margin:
-        return out(REPRODUCED, f"{ci} lies above {where}", effect, lo, hi, p)
-    if hi < margin:
-        return out(NOT_REPRODUCED, f"{ci} lies below {where}", effect, lo, hi, p)
-    return out(INCONCLUSIVE, f"{ci} contains {where}", effect, lo, hi, p)
+    return _classify(out, sign, diff, lo, hi, p, margin)
