@@ -72,6 +72,8 @@ def test_workflow_smoke_profile_end_to_end(tmp_path, papers_copy):
         assert [s for s in sections_in(readme) if s in ("results", "verdict")] == ["results", "verdict"]
         assert "### Profile `smoke`" in readme
         for claim in cfg.get("claims", []):
+            if claim.get("profiles") and "smoke" not in claim["profiles"]:
+                continue  # a claim limited to other profiles is not judged on smoke
             assert f"| [{slug}](" in ledger and f"`{claim['id']}` | `smoke`" in ledger
     # the repository itself is untouched
     assert "### Profile `smoke`" not in (REPO / "papers" / list_papers()[0] / "README.md").read_text()
