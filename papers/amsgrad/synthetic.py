@@ -24,7 +24,6 @@ millions (the stochastic AMSGrad run moves toward -1 far more slowly than Adam m
 from __future__ import annotations
 
 import argparse
-import csv
 import logging
 import math
 from dataclasses import dataclass
@@ -105,10 +104,6 @@ def main(out_dir: str | Path, steps: dict[str, int] | None = None) -> list[dict]
                          "optimum_f": round(problem.mean_loss(X_STAR), 6),
                          "reached_global_min": "yes" if abs(x - X_STAR) < 0.1 else "no"})
             log.info("%s %s: x = %.4f", pname, oname, x)
-    with open(out / "results.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
     _plot(trajectories, out / "trajectories.png")
     write_section(out, rows, ["trajectories.png"], "python -m papers.amsgrad.synthetic",
                   note="One deterministic run per problem and optimizer (no seeds: the online problems have no randomness except `sec5_stochastic`, whose draw is fixed). `reached_global_min`: final x within 0.1 of the optimum x* = -1.")

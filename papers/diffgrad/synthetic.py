@@ -26,7 +26,6 @@ A run reaches the global minimum when |x_T - x*| <= 0.05.
 from __future__ import annotations
 
 import argparse
-import csv
 import logging
 from pathlib import Path
 from typing import Callable
@@ -98,10 +97,6 @@ def main(out_dir: str | Path, steps: int = 300) -> list[dict]:
                          "global_min_f": round(float(f(torch.tensor(x_star))), 6),
                          "reached_global_min": "yes" if abs(x - x_star) <= 0.05 else "no"})
             log.info("%s %s: x = %.4f", fname, oname, x)
-    with open(out / "results.csv", "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
     _plot(trajectories, out / "trajectories.png")
     write_section(out, rows, ["trajectories.png"], "python -m papers.diffgrad.synthetic",
                   note="One deterministic run per function and optimizer from x = -1. `reached_global_min`: final x within 0.05 of the global minimum.")
