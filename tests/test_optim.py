@@ -231,3 +231,24 @@ def test_register_optimizer_duplicate_or_non_optimizer_raises():
     with pytest.raises(TypeError, match="Optimizer subclass"):
         register_optimizer("not_an_optimizer")(dict)
     assert "not_an_optimizer" not in OPTIMIZERS
+
+
+@pytest.mark.parametrize("kw, message", [
+    (dict(lr=0.0), "lr must be > 0, got 0.0"),
+    (dict(betas=(0.9, 1.0)), r"betas must be two numbers in \[0, 1\)"),
+    (dict(betas=(0.9, 0.99), n_betas=3), r"betas must be three numbers in \[0, 1\)"),
+    (dict(momentum=1.0), r"momentum must lie in \[0, 1\), got 1.0"),
+    (dict(eps=-1e-8), "eps must be >= 0, got -1e-08"),
+    (dict(gamma=float("nan")), "gamma must be >= 0, got nan"),
+])
+def test_check_hparams_names_the_bad_argument(kw, message):
+    from shared.optim.checks import check_hparams
+
+    with pytest.raises(ValueError, match=message):
+        check_hparams(**kw)
+
+
+def test_check_hparams_accepts_bounds_and_skips_none():
+    from shared.optim.checks import check_hparams
+
+    check_hparams(lr=1e-12, betas=(0.0, 0.999), momentum=0.0, eps=0.0, weight_decay=None)

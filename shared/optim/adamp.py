@@ -26,6 +26,7 @@ import math
 import torch
 import torch.nn.functional as F
 
+from shared.optim.checks import check_hparams
 from shared.optim.registry import register_optimizer
 
 
@@ -58,16 +59,11 @@ def project_radial(p: torch.Tensor, grad: torch.Tensor, update: torch.Tensor, de
 
 
 def _check_projection_args(lr: float, weight_decay: float, delta: float, wd_ratio: float, eps: float) -> None:
-    if not lr > 0:
-        raise ValueError(f"lr must be > 0, got {lr}")
-    if not weight_decay >= 0:
-        raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
+    check_hparams(lr=lr, weight_decay=weight_decay, eps=eps)
     if not delta > 0:
         raise ValueError(f"delta must be > 0, got {delta}")
     if not 0.0 <= wd_ratio <= 1.0:
         raise ValueError(f"wd_ratio must lie in [0, 1], got {wd_ratio}")
-    if not eps >= 0:
-        raise ValueError(f"eps must be >= 0, got {eps}")
 
 
 @register_optimizer("adamp", paper="arXiv:2006.08217")
@@ -87,8 +83,7 @@ class AdamP(torch.optim.Optimizer):
     def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0.0, delta: float = 0.1, wd_ratio: float = 0.1, nesterov: bool = False):
         _check_projection_args(lr, weight_decay, delta, wd_ratio, eps)
-        if not all(0.0 <= b < 1.0 for b in betas) or len(betas) != 2:
-            raise ValueError(f"betas must be two numbers in [0, 1), got {betas}")
+        check_hparams(betas=betas)
         super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, delta=delta,
                                       wd_ratio=wd_ratio, nesterov=nesterov))
 
@@ -142,8 +137,7 @@ class SGDP(torch.optim.Optimizer):
                  weight_decay: float = 0.0, nesterov: bool = False, eps: float = 1e-8, delta: float = 0.1,
                  wd_ratio: float = 0.1):
         _check_projection_args(lr, weight_decay, delta, wd_ratio, eps)
-        if not 0.0 <= momentum < 1.0:
-            raise ValueError(f"momentum must lie in [0, 1), got {momentum}")
+        check_hparams(momentum=momentum)
         if not 0.0 <= dampening <= 1.0:
             raise ValueError(f"dampening must lie in [0, 1], got {dampening}")
         super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,

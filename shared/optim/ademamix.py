@@ -30,6 +30,7 @@ import math
 
 import torch
 
+from shared.optim.checks import check_hparams
 from shared.optim.registry import register_optimizer
 
 
@@ -67,21 +68,12 @@ class AdEMAMix(torch.optim.Optimizer):
     def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float, float] = (0.9, 0.999, 0.9999),
                  alpha: float = 5.0, t_alpha_beta3: int | None = None, eps: float = 1e-8,
                  weight_decay: float = 0.0):
-        if not lr > 0:
-            raise ValueError(f"lr must be > 0, got {lr}")
-        if len(betas) != 3 or not all(0.0 <= b < 1.0 for b in betas):
-            raise ValueError(f"betas must be three numbers in [0, 1), got {betas}")
-        if not alpha >= 0:
-            raise ValueError(f"alpha must be >= 0, got {alpha}")
+        check_hparams(lr=lr, betas=betas, n_betas=3, alpha=alpha, eps=eps, weight_decay=weight_decay)
         if t_alpha_beta3 is not None:
             if not (isinstance(t_alpha_beta3, int) and t_alpha_beta3 >= 1):
                 raise ValueError(f"t_alpha_beta3 must be None or an int >= 1, got {t_alpha_beta3!r}")
             if not 0.0 < betas[0] <= betas[2]:  # the beta3 warm-up starts at beta1 and takes ln(beta1)
                 raise ValueError(f"t_alpha_beta3 needs 0 < beta1 <= beta3, got betas={betas}")
-        if not eps >= 0:
-            raise ValueError(f"eps must be >= 0, got {eps}")
-        if not weight_decay >= 0:
-            raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
         super().__init__(params, dict(lr=lr, betas=tuple(betas), alpha=alpha, t_alpha_beta3=t_alpha_beta3, eps=eps,
                                       weight_decay=weight_decay))
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import torch
 
+from shared.optim.checks import check_hparams
 from shared.optim.registry import register_optimizer
 
 
@@ -43,12 +44,7 @@ class DecoupledSGD(torch.optim.Optimizer):
 
     def __init__(self, params, lr: float = 1e-3, momentum: float = 0.85, weight_decay: float = 0.0,
                  nesterov: bool = True, batch_size: int = 1024):
-        if not lr > 0:
-            raise ValueError(f"lr must be > 0, got {lr}")
-        if not 0.0 <= momentum < 1.0:
-            raise ValueError(f"momentum must lie in [0, 1), got {momentum}")
-        if not weight_decay >= 0:
-            raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
+        check_hparams(lr=lr, momentum=momentum, weight_decay=weight_decay)
         if not (isinstance(batch_size, int) and batch_size >= 1):
             raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
         super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov,

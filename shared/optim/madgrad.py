@@ -24,6 +24,7 @@ import math
 
 import torch
 
+from shared.optim.checks import check_hparams
 from shared.optim.registry import register_optimizer
 
 
@@ -38,14 +39,7 @@ class MADGRAD(torch.optim.Optimizer):
 
     def __init__(self, params, lr: float = 1e-2, momentum: float = 0.9, weight_decay: float = 0.0,
                  eps: float = 1e-6):
-        if not lr > 0:
-            raise ValueError(f"lr must be > 0, got {lr}")
-        if not 0.0 <= momentum < 1.0:
-            raise ValueError(f"momentum must lie in [0, 1), got {momentum}")
-        if not weight_decay >= 0:
-            raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
-        if not eps >= 0:
-            raise ValueError(f"eps must be >= 0, got {eps}")
+        check_hparams(lr=lr, momentum=momentum, weight_decay=weight_decay, eps=eps)
         super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay, eps=eps))
 
     @torch.no_grad()

@@ -35,6 +35,7 @@ import math
 
 import torch
 
+from shared.optim.checks import check_betas, check_hparams
 from shared.optim.registry import register_optimizer
 
 
@@ -53,17 +54,8 @@ class MARSAdamW(torch.optim.Optimizer):
     def __init__(self, params, lr: float = 3e-3, betas: tuple[float, float] = (0.95, 0.99), gamma: float = 0.025,
                  eps: float = 1e-8, weight_decay: float = 0.0, optimize_1d: bool = False,
                  betas_1d: tuple[float, float] = (0.9, 0.95)):
-        if not lr > 0:
-            raise ValueError(f"lr must be > 0, got {lr}")
-        for name, b in (("betas", betas), ("betas_1d", betas_1d)):
-            if len(b) != 2 or not all(0.0 <= x < 1.0 for x in b):
-                raise ValueError(f"{name} must be two numbers in [0, 1), got {b}")
-        if not gamma >= 0:
-            raise ValueError(f"gamma must be >= 0, got {gamma}")
-        if not eps >= 0:
-            raise ValueError(f"eps must be >= 0, got {eps}")
-        if not weight_decay >= 0:
-            raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
+        check_hparams(lr=lr, betas=betas, gamma=gamma, eps=eps, weight_decay=weight_decay)
+        check_betas("betas_1d", betas_1d)
         super().__init__(params, dict(lr=lr, betas=tuple(betas), gamma=gamma, eps=eps, weight_decay=weight_decay,
                                       optimize_1d=optimize_1d, betas_1d=tuple(betas_1d)))
 

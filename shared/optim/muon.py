@@ -35,6 +35,7 @@ import torch
 from torch import nn
 from torch.optim._muon import DEFAULT_A, DEFAULT_B, DEFAULT_C, EPS, _adjust_lr, _zeropower_via_newtonschulz
 
+from shared.optim.checks import check_hparams, check_ns_steps
 from shared.optim.registry import register_optimizer
 
 ORTHO = "orthogonalize"  # group key: True -> the matrix rule (Muon, AdaGO, SWAN), False -> AdamW
@@ -135,14 +136,8 @@ class HybridAdamW(torch.optim.Optimizer):
 
 
 def check_matrix_args(lr, momentum, weight_decay, ns_steps, adjust_lr_fn) -> None:
-    if not lr > 0:
-        raise ValueError(f"lr must be > 0, got {lr}")
-    if not 0.0 <= momentum < 1.0:
-        raise ValueError(f"momentum must lie in [0, 1), got {momentum}")
-    if not weight_decay >= 0:
-        raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
-    if not (isinstance(ns_steps, int) and 1 <= ns_steps < 100):
-        raise ValueError(f"ns_steps must be an int in [1, 100), got {ns_steps!r}")
+    check_hparams(lr=lr, momentum=momentum, weight_decay=weight_decay)
+    check_ns_steps(ns_steps)
     if adjust_lr_fn not in ADJUST_LR_FNS:
         raise ValueError(f"adjust_lr_fn must be one of {ADJUST_LR_FNS}, got {adjust_lr_fn!r}")
 

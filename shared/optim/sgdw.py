@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import torch
 
+from shared.optim.checks import check_hparams
 from shared.optim.registry import register_optimizer
 
 
@@ -35,10 +36,7 @@ class SGDW(torch.optim.Optimizer):
     """
 
     def __init__(self, params, lr: float = 1e-3, momentum: float = 0.9, weight_decay: float = 0.0):
-        if not lr > 0:
-            raise ValueError(f"lr must be > 0, got {lr}")
-        if not 0.0 <= momentum < 1.0:
-            raise ValueError(f"momentum must lie in [0, 1), got {momentum}")
+        check_hparams(lr=lr, momentum=momentum)
         if not 0.0 <= weight_decay < 1.0:
             raise ValueError(f"weight_decay must lie in [0, 1) (theta's fraction removed per step), got {weight_decay}")
         super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay))

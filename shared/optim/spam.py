@@ -34,6 +34,7 @@ import math
 
 import torch
 
+from shared.optim.checks import check_hparams
 from shared.optim.registry import register_optimizer
 
 _DEATH_RATE = 0.99  # official ``CosineDecay(0.99, N)``: the update starts at 1% after a reset
@@ -76,14 +77,7 @@ class SPAM(torch.optim.Optimizer):
     def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-6,
                  weight_decay: float = 0.0, threshold: float = 5000.0, reset_interval: int = 500,
                  warmup_steps: int = 150, clip_delay: int = 20):
-        if not lr > 0:
-            raise ValueError(f"lr must be > 0, got {lr}")
-        if len(betas) != 2 or not all(0.0 <= b < 1.0 for b in betas):
-            raise ValueError(f"betas must be two numbers in [0, 1), got {betas}")
-        if not eps >= 0:
-            raise ValueError(f"eps must be >= 0, got {eps}")
-        if not weight_decay >= 0:
-            raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
+        check_hparams(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
         if not threshold >= 0:
             raise ValueError(f"threshold must be >= 0 (0: no clipping), got {threshold}")
         # clip_delay >= 2: v must hold a squared gradient (at r = 0 it was just reset, at t = 1 it is still 0),

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import torch
 
+from shared.optim.checks import check_hparams, check_ns_steps
 from shared.optim.muon import HybridAdamW
 from shared.optim.registry import register_optimizer
 
@@ -69,14 +70,10 @@ class SWAN(HybridAdamW):
     def __init__(self, params, lr: float = 1e-3, ns_steps: int = 10, rescale: bool = True, norm_eps: float = 1e-8,
                  weight_decay: float = 0.0, adamw_lr: float | None = None,
                  adamw_betas: tuple[float, float] = (0.9, 0.999), adamw_eps: float = 1e-8):
-        if not lr > 0:
-            raise ValueError(f"lr must be > 0, got {lr}")
-        if not (isinstance(ns_steps, int) and 1 <= ns_steps < 100):
-            raise ValueError(f"ns_steps must be an int in [1, 100), got {ns_steps!r}")
+        check_hparams(lr=lr, weight_decay=weight_decay)
+        check_ns_steps(ns_steps)
         if not norm_eps > 0:
             raise ValueError(f"norm_eps must be > 0, got {norm_eps}")
-        if not weight_decay >= 0:
-            raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
         super().__init__(params, dict(lr=lr, ns_steps=ns_steps, rescale=rescale, norm_eps=norm_eps,
                                       weight_decay=weight_decay), adamw_lr, adamw_betas, adamw_eps)
 
