@@ -1,0 +1,194 @@
+"""Time-to-accuracy of airbench94 on this machine: the recipe through the shared trainer (``repro run``, the
+``airbench`` paper's ``alternating_flip`` variant) vs the bare script ``benchmarks/airbench94_bare.py``, side by side
+in one invocation, optionally with ResNet-20 on a standard recipe as a third arm.
+
+Each arm runs as its own process with the same thread count, one after the other, and the order alternates per seed
+(bare, shared / shared, bare, ...) so drifts in machine load hit both. Wall time is each process's own
+(start-up and data loading included, so the two arms pay the same fixed costs) and also the time the run reports
+itself (airbench's convention: whitening init + training + TTA evaluation). Output: one row per run in
+``<out-dir>/airbench94_cpu.csv`` and the summary table ``<out-dir>/airbench94_cpu.md`` (mean ± std over seeds, the
+shared/bare ratios the issue targets, data variant and the data files' sha256, provenance).
+
+    python benchmarks/airbench_cpu.py --seeds 0 1 2 --precision bf16                 # the benchmark (~1 h)
+    python benchmarks/airbench_cpu.py --seeds 0 --subset-per-class 50 --batch-size 100 --epochs 1 --width 0.25 \
+        --out-dir /tmp/b
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from shared.config import resolve_paper_run  # noqa: E402
+from shared.data.root import resolve_data_dir  # noqa: E402
+from shared.train.provenance import git_state, library_versions, now  # noqa: E402
+
+FIELDS = ["arm", "seed", "precision", "threads", "epochs", "steps", "test_accuracy", "test_tta_accuracy",
+          "process_wall_s", "run_wall_s", "examples_per_s", "data_variant"]
+
+# ResNet-20 with the usual CIFAR recipe (He et al. 2016 / the CIFAR baselines here): SGD-Nesterov 0.1, wd 5e-4,
+# batch 128, crop+flip, one-cycle-free cosine decay; bf16 channels_last as the recipe's arms.
+RESNET20 = {
+    "data": {"dataset": "cifar10", "augment": {"crop_padding": 4, "flip": True}},
+    "model": {"name": "resnet20", "kwargs": {}},
+    "optimizer": {"name": "sgd", "lr": 0.1, "weight_decay": 5e-4, "kwargs": {"momentum": 0.9, "nesterov": True}},
+    "schedule": {"name": "cosine", "kwargs": {}},
+    "train": {"batch_size": 128, "eval_batch_size": 1000, "channels_last": True, "log_every": 50},
+}
+
+
+def _shared_config(args, seed: int) -> dict:
+    cfg = resolve_paper_run("airbench", "alternating_flip", "cpu", seed)
+    cfg["train"]["precision"] = args.precision
+    cfg["train"]["epochs"] = args.epochs
+    cfg["model"]["kwargs"]["width"] = args.width
+    if args.batch_size:
+        cfg["train"]["batch_size"] = args.batch_size
+    if args.subset_per_class:
+        cfg["data"]["subset_per_class"] = args.subset_per_class
+    if args.test_subset:
+        cfg["data"]["test_subset"] = args.test_subset
+    return cfg
+
+
+def _resnet20_config(args, seed: int) -> dict:
+    cfg = json.loads(json.dumps(RESNET20))
+    cfg["seed"] = seed
+    cfg["train"].update(epochs=args.resnet20_epochs, precision=args.precision)
+    for key in ("subset_per_class", "test_subset"):
+        if getattr(args, key):
+            cfg["data"][key] = getattr(args, key)
+    return cfg
+
+
+def _run_repro(cfg: dict, seed: int, arm: str, args) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / f"{arm}.yaml"
+        path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "shared.cli", "run", "--config", str(path), "--seed", str(seed),
+                        "--threads", str(args.threads), "--device", "cpu", "--out", f"{tmp}/run"],
+                       check=True, cwd=REPO, stdout=subprocess.DEVNULL)
+        wall = time.perf_counter() - t0
+        final = json.loads(Path(f"{tmp}/run/final.json").read_text())
+        meta = json.loads(Path(f"{tmp}/run/meta.json").read_text())
+        rates = [r["examples_per_s"] for r in map(json.loads, Path(f"{tmp}/run/metrics.jsonl").read_text().splitlines())
+                 if "examples_per_s" in r][1:]  # the first window includes warm-up
+    m = final["metrics"]
+    return {"arm": arm, "seed": seed, "steps": final["step"], "test_accuracy": m["test_accuracy"],
+            "test_tta_accuracy": m.get("test_tta_accuracy", ""), "process_wall_s": wall,
+            "run_wall_s": final["wall_time_s"], "examples_per_s": statistics.median(rates) if rates else "",
+            "data_variant": meta["data"]["variant"], "_files": meta["data"]["files"]}
+
+
+def _run_bare(seed: int, args) -> dict:
+    cmd = [sys.executable, str(REPO / "benchmarks" / "airbench94_bare.py"), "--data-dir", str(resolve_data_dir()),
+           "--seeds", str(seed), "--precision", args.precision, "--threads", str(args.threads),
+           "--epochs", str(args.epochs), "--width", str(args.width), "--device", "cpu"]
+    if args.batch_size:
+        cmd += ["--batch-size", str(args.batch_size)]
+    for key in ("subset_per_class", "test_subset"):
+        if getattr(args, key):
+            cmd += [f"--{key.replace('_', '-')}", str(getattr(args, key))]
+    t0 = time.perf_counter()
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    wall = time.perf_counter() - t0
+    r = json.loads(out.strip().splitlines()[-1])
+    return {"arm": "bare", "seed": seed, "steps": r["steps"], "test_accuracy": r["test_accuracy"],
+            "test_tta_accuracy": r["test_tta_accuracy"], "process_wall_s": wall, "run_wall_s": r["wall_time_s"],
+            "examples_per_s": r["examples_per_s"], "data_variant": "", "_files": r["data_sha256"]}
+
+
+def _mean_std(values: list[float], scale: float = 1.0, digits: int = 2) -> str:
+    values = [v * scale for v in values if v != ""]
+    if not values:
+        return "–"
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.mean(values):.{digits}f} ± {std:.{digits}f}"
+
+
+def summarize(rows: list[dict], files: dict, args) -> str:
+    arms = [a for a in ("shared", "bare", "resnet20") if any(r["arm"] == a for r in rows)]
+    lines = [f"Precision {args.precision}, {args.threads} CPU threads, {args.epochs} epochs (airbench arms), width "
+             f"{args.width}, seeds {args.seeds}; each arm in its own process, order alternating per seed.", "",
+             "| arm | runs | test acc. (%) | TTA acc. (%) | process wall (s) | run wall (s) | train img/s |",
+             "|---|---|---|---|---|---|---|"]
+    by_arm = {a: [r for r in rows if r["arm"] == a] for a in arms}
+    for arm, rs in by_arm.items():
+        lines.append(f"| {arm} | {len(rs)} | {_mean_std([r['test_accuracy'] for r in rs], 100)} | "
+                     f"{_mean_std([r['test_tta_accuracy'] for r in rs], 100)} | "
+                     f"{_mean_std([r['process_wall_s'] for r in rs], digits=1)} | "
+                     f"{_mean_std([r['run_wall_s'] for r in rs], digits=1)} | "
+                     f"{_mean_std([r['examples_per_s'] for r in rs], digits=0)} |")
+    if by_arm.get("shared") and by_arm.get("bare"):
+        mean = lambda rs, k: statistics.mean(r[k] for r in rs)  # noqa: E731
+        s, b = by_arm["shared"], by_arm["bare"]
+        gap = 100 * (mean(s, "test_tta_accuracy") - mean(b, "test_tta_accuracy"))
+        ratio_p, ratio_r = mean(s, "process_wall_s") / mean(b, "process_wall_s"), mean(s, "run_wall_s") / mean(b, "run_wall_s")
+        lines += ["", f"Shared − bare TTA accuracy: {gap:+.2f} points (target: within 0.3, "
+                      f"{'met' if abs(gap) <= 0.3 else 'not met'}). Wall-time ratio shared/bare: {ratio_p:.3f} by "
+                      f"process, {ratio_r:.3f} as the runs time themselves (target ≤ 1.05: "
+                      f"{'met' if ratio_p <= 1.05 else 'not met'} by process)."]
+    variant = next((r["data_variant"] for r in rows if r["data_variant"]), "unknown")
+    lines += ["", f"Data: `{variant}` (this workspace's CIFAR-10 reconstruction unless `cifar10`); sha256 of the files "
+                  "read: " + ", ".join(f"`{k}` {v[:12]}…" for k, v in sorted(files.items())), "",
+              "Provenance: `" + json.dumps({**git_state(), "date": now(), "torch": library_versions().get("torch"),
+                                            "cpu_threads": args.threads}) + "`"]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--precision", choices=["fp32", "bf16"], default="bf16")
+    p.add_argument("--threads", type=int, default=os.cpu_count())
+    p.add_argument("--epochs", type=float, default=9.9)
+    p.add_argument("--width", type=float, default=1.0)
+    p.add_argument("--batch-size", type=int, help="default: the recipe's 1,024 (smaller only for quick checks)")
+    p.add_argument("--subset-per-class", type=int)
+    p.add_argument("--test-subset", type=int)
+    p.add_argument("--resnet20-epochs", type=float, help="also train ResNet-20 for this many epochs (choose it so "
+                                                          "its wall time matches the recipe's)")
+    p.add_argument("--out-dir", type=Path, default=REPO / "results" / "benchmarks")
+    args = p.parse_args(argv)
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    rows, files = [], {}
+    for i, seed in enumerate(args.seeds):
+        order = ["bare", "shared"] if i % 2 == 0 else ["shared", "bare"]
+        if args.resnet20_epochs:
+            order.append("resnet20")
+        for arm in order:
+            if arm == "bare":
+                row = _run_bare(seed, args)
+            elif arm == "shared":
+                row = _run_repro(_shared_config(args, seed), seed, "shared", args)
+            else:
+                row = _run_repro(_resnet20_config(args, seed), seed, "resnet20", args)
+            files.update({Path(k).name: v for k, v in row.pop("_files").items()})
+            row.update(precision=args.precision, threads=args.threads,
+                       epochs=args.resnet20_epochs if arm == "resnet20" else args.epochs)
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+            with open(args.out_dir / "airbench94_cpu.csv", "w", newline="") as f:  # rewritten after every run
+                w = csv.DictWriter(f, fieldnames=FIELDS)
+                w.writeheader()
+                w.writerows(rows)
+    (args.out_dir / "airbench94_cpu.md").write_text(summarize(rows, files, args))
+    print((args.out_dir / "airbench94_cpu.md").read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
