@@ -96,7 +96,8 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The full parser; given the command about to run, only the extension module that defines it is imported."""
     parser = argparse.ArgumentParser(prog="repro", description=__doc__.split("\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -130,27 +131,47 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out")
     p.set_defaults(func=cmd_prepare)
 
-    for extension in _extensions():
+    for extension in _extensions(command):
         extension(sub)
     return parser
 
 
-def _extensions():
-    """Subcommands defined next to the code they drive (results tables, benchmarks)."""
+# Subcommands defined next to the code they drive, and the commands each module adds. A job runs one command, so
+# importing only its module keeps the rest out: `repro run` does not load pandas/matplotlib, `repro aggregate` not torch.
+EXTENSIONS = {
+    "shared.results.cli": ("aggregate", "readme", "ledger", "new-paper"),
+    "shared.bench": ("bench",),
+}
+CORE_COMMANDS = ("run", "list", "show", "prepare")
+
+
+def _extensions(command: str | None = None):
+    """The ``add_subcommands`` of the modules that define ``command`` (of all of them when None or unknown)."""
     found = []
-    for module, attr in (("shared.results.cli", "add_subcommands"), ("shared.bench", "add_subcommands")):
+    for module, commands in EXTENSIONS.items():
+        if command in CORE_COMMANDS or (command in _ALL_EXTENSION_COMMANDS and command not in commands):
+            continue
         try:
-            mod = __import__(module, fromlist=[attr])
+            mod = __import__(module, fromlist=["add_subcommands"])
         except ModuleNotFoundError as exc:
             if exc.name and module.startswith(exc.name):
                 continue  # that part is not installed in this checkout
             raise
-        found.append(getattr(mod, attr))
+        found.append(mod.add_subcommands)
     return found
 
 
+_ALL_EXTENSION_COMMANDS = {c for commands in EXTENSIONS.values() for c in commands}
+
+
+def _command(argv: list[str]) -> str | None:
+    """The subcommand named in ``argv`` (the first word that is not an option), or None."""
+    return next((a for a in argv if not a.startswith("-")), None)
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(_command(argv)).parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
     try:

@@ -45,3 +45,27 @@ def test_cli_run_custom_config(tmp_path, monkeypatch, capsys):
     meta = json.loads((tmp_path / "out" / "meta.json").read_text())
     assert meta["seed"] == 2 and meta["config_file"].endswith("c.yaml")
     assert "test_accuracy" in json.loads(capsys.readouterr().out)
+
+
+def test_cli_extension_table_names_every_command_its_module_adds():
+    import argparse
+    import importlib
+
+    from shared.cli import EXTENSIONS
+
+    for module, commands in EXTENSIONS.items():
+        sub = argparse.ArgumentParser().add_subparsers()
+        importlib.import_module(module).add_subcommands(sub)
+        assert tuple(sub.choices) == commands, module
+
+
+def test_cli_run_and_aggregate_load_only_what_they_need():
+    """A workflow job starts a fresh `repro` per run: `run` must not import pandas/matplotlib, `aggregate` not torch."""
+    import subprocess
+    import sys
+
+    probe = ("import sys; from shared.cli import build_parser; build_parser({!r}); "
+             "print(*(m in sys.modules for m in ('torch', 'pandas', 'matplotlib')))")
+    for command, expected in (("run", "False False False"), ("aggregate", "False True True")):
+        out = subprocess.run([sys.executable, "-c", probe.format(command)], capture_output=True, text=True, check=True)
+        assert out.stdout.split() == expected.split(), (command, out.stdout, out.stderr)
