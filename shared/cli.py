@@ -139,7 +139,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 # Subcommands defined next to the code they drive, and the commands each module adds. A job runs one command, so
 # importing only its module keeps the rest out: `repro run` does not load pandas/matplotlib, `repro aggregate` not torch.
 EXTENSIONS = {
-    "shared.results.cli": ("aggregate", "readme", "ledger", "new-paper"),
+    "shared.results.cli": ("aggregate", "readme", "ledger", "cluster", "new-paper"),
     "shared.bench": ("bench",),
 }
 CORE_COMMANDS = ("run", "list", "show", "prepare")

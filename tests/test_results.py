@@ -263,3 +263,29 @@ def test_a_paper_without_claims_gets_readme_and_ledger(tmp_path):
     readme_path.write_text(README)
     readme.update_readme("toy", paper, tmp_path / "results", readme_path)
     assert "states no claims" in readme_path.read_text()
+
+
+def test_cluster_table_rows_per_paper_variant_and_only_declared_metrics(tmp_path):
+    from shared.results.cluster import cluster_names, write_cluster
+
+    papers = {
+        "p_two": {"cluster": {"name": "land", "metrics": ["acc", "eig"]}},
+        "p_one": {"cluster": {"name": "land", "metrics": ["acc", "barrier"]}},
+        "p_none": {"cluster": {"name": "land", "metrics": ["acc"]}},  # no results at this profile
+        "other": {},
+    }
+    for slug, rows in {"p_two": [("a", "acc", 0.5, 0.1, 3), ("a", "eig", 12.0, 2.0, 3), ("a", "loss", 1.0, 0.0, 3)],
+                       "p_one": [("b", "acc", 0.25, float("nan"), 1), ("b", "barrier", 0.75, 0.05, 2)]}.items():
+        (tmp_path / slug / "tiny").mkdir(parents=True)
+        pd.DataFrame(rows, columns=["variant", "metric", "mean", "std", "n"]).to_csv(
+            tmp_path / slug / "tiny" / "summary.csv", index=False)
+    assert cluster_names(papers) == ["land"]
+    md = write_cluster(papers, "land", "tiny", tmp_path, tmp_path / "land" / "tiny").read_text()
+    header = next(line for line in md.splitlines() if line.startswith("| paper"))
+    assert header == "| paper | variant | acc | barrier | eig |"  # declared metrics, in slug then declared order
+    assert "| [p_one](../../../papers/p_one/README.md) | `b` | 0.25 (n=1) | 0.75 ± 0.05 (n=2) | – |" in md
+    assert "| [p_two](../../../papers/p_two/README.md) | `a` | 0.5 ± 0.1 (n=3) | – | 12 ± 2 (n=3) |" in md
+    assert "loss" not in md and "No `tiny` results yet: `p_none`." in md
+    assert len(pd.read_csv(tmp_path / "land" / "tiny" / "cluster.csv")) == 4
+    with pytest.raises(ValueError, match="no paper declares cluster 'nope'"):
+        write_cluster(papers, "nope", "tiny", tmp_path, tmp_path / "x")

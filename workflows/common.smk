@@ -18,6 +18,7 @@ if str(REPO) not in sys.path:  # `shared` importable without an installed packag
 # papers come from $REPRO_PAPERS_DIR if set (tests use a copy), else the repository's papers/
 from shared.config import config_hash, list_papers, load_paper, papers_dir, resolve_paper_run
 from shared.config.sweep import profile_variants
+from shared.results.cluster import cluster_names, members as cluster_members
 
 PROFILE = config["profile"]
 RUNS = config["runs_dir"].rstrip("/")
@@ -174,8 +175,19 @@ def extra_section_files(paper):
     return [f"{RESULTS}/{paper}/{name}/section.md" for name in names]
 
 
+def cluster_inputs(wildcards):
+    """Each member paper's summary at this profile (the papers whose config says `cluster: {name: ...}`)."""
+    return [f"{RESULTS}/{slug}/{wildcards.profile}/summary.csv" for slug in cluster_members(PAPERS, wildcards.cluster)]
+
+
+def cluster_spec(wildcards):
+    """Reruns the cluster table when a member joins or leaves, or changes its metrics."""
+    return json.dumps({slug: cfg["cluster"] for slug, cfg in cluster_members(ALL_PAPERS, wildcards.cluster).items()})
+
+
 def all_targets():
     targets = [f"{RESULTS}/LEDGER.md"]
     for paper in PAPERS:
         targets += results_files(paper, PROFILE) + extra_section_files(paper)
+    targets += [f"{RESULTS}/{name}/{PROFILE}/cluster.md" for name in cluster_names(PAPERS)]
     return targets

@@ -96,3 +96,26 @@ rule ledger:
         gpu=0,
     shell:
         "repro ledger --results-dir {params.results} --out {output} > {log} 2>&1"
+
+
+rule cluster:
+    input:
+        cluster_inputs,
+    output:
+        f"{RESULTS}/{{cluster}}/{{profile}}/cluster.md",
+    log:
+        f"{RUNS}/logs/cluster/{{cluster}}/{{profile}}.log",
+    params:
+        results=lambda w, output: Path(output[0]).parents[2],
+        out=lambda w, output: os.path.dirname(output[0]),
+        spec=cluster_spec,
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+        gpu=0,
+    shell:
+        "repro cluster {wildcards.cluster} --profile {wildcards.profile} --results-dir {params.results}"
+        " --out-dir {params.out} > {log} 2>&1"

@@ -192,6 +192,9 @@ PAPER_SCHEMA = _obj(
         # per-run analysis of a paper's own (its rules.smk writes <run dir>/derived.json: {"metrics": {...}}),
         # merged into the run's row by `repro aggregate`, so claims can name those metrics
         "analysis": _obj({"derived": {"type": "boolean"}}),
+        # one table across the papers sharing a toolkit: results/<name>/<profile>/cluster.md (shared/results/cluster.py)
+        "cluster": _obj({"name": _NAME, "metrics": {"type": "array", "items": {"type": "string"}, "minItems": 1}},
+                        required=("name", "metrics")),
         "benchmark": _obj(  # shared/results/benchmark.py
             {
                 "tasks": {

@@ -3,6 +3,7 @@
     repro aggregate PAPER --profile P [--runs-dir runs] [--out-dir results/PAPER/P]
     repro readme PAPER [--results-dir results] [--readme papers/PAPER/README.md] [--out FILE]
     repro ledger [--results-dir results] [--out results/LEDGER.md]
+    repro cluster NAME --profile P [--results-dir results] [--out-dir results/NAME/P]
     repro new-paper SLUG                     # copies papers/_template/ to papers/SLUG/
 """
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 
 from shared.config import list_papers, load_paper, papers_dir
 from shared.config.sweep import profile_variants, report_variants
-from shared.results import aggregate, benchmark, ledger, plots, probes, readme, sweep, tables
+from shared.results import aggregate, benchmark, cluster, ledger, plots, probes, readme, sweep, tables
 
 log = logging.getLogger("repro.results")
 TEMPLATE = "_template"
@@ -96,6 +97,14 @@ def cmd_ledger(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_cluster(args: argparse.Namespace) -> int:
+    """One table across the papers whose config says ``cluster: {name: NAME, ...}`` (shared/results/cluster.py)."""
+    papers = {slug: load_paper(slug) for slug in list_papers()}
+    out = args.out_dir or Path(args.results_dir) / args.name / args.profile
+    log.info("wrote %s", cluster.write_cluster(papers, args.name, args.profile, args.results_dir, out))
+    return 0
+
+
 def cmd_new_paper(args: argparse.Namespace) -> int:
     """Copy the template folder, replacing ``{{slug}}``; the new config fails validation until its TODOs are filled."""
     if not SLUG_RE.match(args.slug):
@@ -132,6 +141,13 @@ def add_subcommands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--results-dir", default="results")
     p.add_argument("--out", help="default RESULTS_DIR/LEDGER.md")
     p.set_defaults(func=cmd_ledger)
+
+    p = sub.add_parser("cluster", help="one table across a cluster's papers (their config's `cluster` block)")
+    p.add_argument("name")
+    p.add_argument("--profile", required=True)
+    p.add_argument("--results-dir", default="results")
+    p.add_argument("--out-dir", help="default RESULTS_DIR/NAME/PROFILE")
+    p.set_defaults(func=cmd_cluster)
 
     p = sub.add_parser("new-paper", help="start papers/SLUG/ from papers/_template/")
     p.add_argument("slug")
