@@ -18,7 +18,8 @@ from pathlib import Path
 
 import yaml
 
-from shared.config import ConfigError, load_paper, list_papers, load_yaml, resolve_paper_run, resolve_run_config
+from shared.config import (ConfigError, load_paper, list_papers, load_yaml, resolve_paper_run, resolve_run_config,
+                           run_dir)
 
 log = logging.getLogger("repro")
 
@@ -26,7 +27,6 @@ log = logging.getLogger("repro")
 def cmd_run(args: argparse.Namespace) -> int:
     import torch
 
-    from shared.results.aggregate import run_dir
     from shared.train import run
 
     if args.threads:

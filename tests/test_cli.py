@@ -60,12 +60,18 @@ def test_cli_extension_table_names_every_command_its_module_adds():
 
 
 def test_cli_run_and_aggregate_load_only_what_they_need():
-    """A workflow job starts a fresh `repro` per run: `run` must not import pandas/matplotlib, `aggregate` not torch."""
+    """A workflow job starts a fresh `repro` per run: `run` (and the modules a run uses) must not import pandas,
+    matplotlib, scipy or torchvision (seconds per job), `aggregate` not torch."""
     import subprocess
     import sys
 
-    probe = ("import sys; from shared.cli import build_parser; build_parser({!r}); "
-             "print(*(m in sys.modules for m in ('torch', 'pandas', 'matplotlib')))")
-    for command, expected in (("run", "False False False"), ("aggregate", "False True True")):
-        out = subprocess.run([sys.executable, "-c", probe.format(command)], capture_output=True, text=True, check=True)
+    probe = ("import sys; from shared.cli import build_parser; build_parser({!r}); {}; "
+             "print(*(m in sys.modules for m in ('torch', 'pandas', 'matplotlib', 'scipy', 'torchvision')))")
+    run_path = ("import shared.train, shared.models, shared.optim; "
+                "from shared.data.cifar import official_checksums; official_checksums('cifar10')")
+    for command, extra, expected in (("run", "pass", "False False False False False"),
+                                     ("run", run_path, "True False False False False"),
+                                     ("aggregate", "pass", "False True True True False")):
+        probe_cmd = probe.format(command, extra)
+        out = subprocess.run([sys.executable, "-c", probe_cmd], capture_output=True, text=True, check=True)
         assert out.stdout.split() == expected.split(), (command, out.stdout, out.stderr)

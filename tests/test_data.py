@@ -324,3 +324,16 @@ def test_real_wikitext2_word_vocab_and_counts(monkeypatch):
     assert data.info["variant"] == "wikitext2" and data.vocab_size == 33_278
     assert len(data.train) == 2_088_628 and data.info["n_tokens"] == {"train": 2_088_628, "val": 217_646,
                                                                        "test": 245_569}
+
+
+@pytest.mark.parametrize("dataset", ["cifar10", "cifar100"])
+def test_official_checksums_read_without_import_equal_torchvisions_attributes(dataset):
+    import torchvision.datasets as tvd
+
+    from shared.data import cifar
+
+    cls = getattr(tvd, cifar.SPECS[dataset].tv_class)
+    expected = {f"{cifar.SPECS[dataset].folder}/{name}": ("md5", md5)
+                for name, md5 in [*cls.train_list, *cls.test_list, [cls.meta["filename"], cls.meta["md5"]]]}
+    assert cifar.official_checksums(dataset) == expected
+    assert len(expected) == (7 if dataset == "cifar10" else 3)

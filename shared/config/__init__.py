@@ -99,6 +99,11 @@ def resolve_run_config(partial: dict, source: str = "<config>") -> dict:
     return cfg
 
 
+def run_dir(runs_dir: str | Path, slug: str, profile: str, variant: str, seed: int) -> Path:
+    """The one run-directory layout (``repro run``'s default ``--out`` and the workflow's ``run`` outputs)."""
+    return Path(runs_dir) / slug / profile / variant / f"seed{seed}"
+
+
 def papers_dir() -> Path:
     """``$REPRO_PAPERS_DIR`` or the repository's ``papers/`` folder."""
     env = os.environ.get("REPRO_PAPERS_DIR")

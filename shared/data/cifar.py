@@ -65,11 +65,37 @@ def _rel_files(spec: CifarSpec) -> list[str]:
 
 
 def official_checksums(dataset: str) -> dict[str, tuple[str, str]]:
-    """``{relative path: ("md5", hex)}`` read from torchvision's class attributes."""
-    import torchvision.datasets as tvd
-    spec, cls = SPECS[dataset], getattr(tvd, SPECS[dataset].tv_class)
-    pairs = [*cls.train_list, *cls.test_list, [cls.meta["filename"], cls.meta["md5"]]]
+    """``{relative path: ("md5", hex)}``: torchvision's own lists (``CIFAR10.train_list``, ``test_list``, ``meta``).
+
+    Read from torchvision's source as literals rather than by importing it: importing torchvision costs seconds,
+    and every run would pay them just for these strings. Falls back to the import if the source has changed shape.
+    """
+    spec = SPECS[dataset]
+    try:
+        attrs = _class_literals(spec.tv_class)
+    except (OSError, ValueError, SyntaxError):
+        import torchvision.datasets as tvd
+        cls = getattr(tvd, spec.tv_class)
+        attrs = {"train_list": cls.train_list, "test_list": cls.test_list, "meta": cls.meta}
+    pairs = [*attrs["train_list"], *attrs["test_list"], [attrs["meta"]["filename"], attrs["meta"]["md5"]]]
     return {f"{spec.folder}/{name}": ("md5", md5) for name, md5 in pairs}
+
+
+def _class_literals(class_name: str) -> dict:
+    """train_list, test_list and meta of ``torchvision/datasets/cifar.py``'s class ``class_name``, without importing."""
+    import ast
+    import importlib.util
+
+    found = importlib.util.find_spec("torchvision")
+    if found is None or found.origin is None:
+        raise OSError("torchvision is not installed")
+    tree = ast.parse((Path(found.origin).parent / "datasets" / "cifar.py").read_text())
+    cls = next((n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == class_name), None)
+    attrs = {t.id: n.value for n in (cls.body if cls else []) if isinstance(n, ast.Assign)
+             for t in n.targets if isinstance(t, ast.Name)}
+    if not {"train_list", "test_list", "meta"} <= attrs.keys():
+        raise ValueError(f"torchvision's {class_name} has no literal train_list/test_list/meta")
+    return {k: ast.literal_eval(attrs[k]) for k in ("train_list", "test_list", "meta")}
 
 
 def download_cifar(root: Path, dataset: str) -> None:

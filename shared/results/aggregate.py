@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from shared.config import run_dir
 from shared.results.verdict import judge, judge_threshold
 
 log = logging.getLogger(__name__)
@@ -23,11 +24,6 @@ PROVENANCE_COLUMNS = ["step", "diverged", "wall_time_s", "git_commit", "git_dirt
                       "precision", "dataset", "data_variant", "tokenizer", "start_time", "run_dir"]
 SUMMARY_COLUMNS = ["variant", "metric", "mean", "std", "n", "n_runs"]
 DERIVED = "derived.json"  # a paper's per-run analysis output, beside final.json
-
-
-def run_dir(runs_dir: str | Path, slug: str, profile: str, variant: str, seed: int) -> Path:
-    """The one run-directory layout (``repro run``'s default ``--out`` and the workflow's ``run`` outputs)."""
-    return Path(runs_dir) / slug / profile / variant / f"seed{seed}"
 
 
 def _read_json(path: Path) -> dict:
