@@ -120,15 +120,25 @@ def _run_bare(seed: int, args) -> dict:
     r = json.loads(out.strip().splitlines()[-1])
     return {"arm": "bare", "seed": seed, "steps": r["steps"], "test_accuracy": r["test_accuracy"],
             "test_tta_accuracy": r["test_tta_accuracy"], "process_wall_s": wall, "run_wall_s": r["wall_time_s"],
-            "examples_per_s": r["examples_per_s"], "data_variant": "", "_files": r["data_sha256"]}
+            "examples_per_s": r["examples_per_s"], "data_variant": _data_variant(), "_files": r["data_sha256"]}
+
+
+def _data_variant() -> str:
+    """The CIFAR-10 variant under the data root, identified as the shared loader does (official md5s, SHA256SUMS)."""
+    from shared.data import identify_variant
+    from shared.data.cifar import SPECS, _rel_files, official_checksums
+
+    return identify_variant(resolve_data_dir(), _rel_files(SPECS["cifar10"]), official_checksums("cifar10"),
+                            "cifar10", "cifar10-recon")[0]
 
 
 def _mean_std(values: list[float], scale: float = 1.0, digits: int = 2) -> str:
     values = [v * scale for v in values if v != ""]
     if not values:
         return "–"
-    std = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.mean(values):.{digits}f} ± {std:.{digits}f}"
+    if len(values) == 1:
+        return f"{values[0]:.{digits}f} (one run)"
+    return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
 
 
 def summarize(rows: list[dict], files: dict, args) -> str:
@@ -153,12 +163,29 @@ def summarize(rows: list[dict], files: dict, args) -> str:
                       f"{'met' if abs(gap) <= 0.3 else 'not met'}). Wall-time ratio shared/bare: {ratio_p:.3f} by "
                       f"process, {ratio_r:.3f} as the runs time themselves (target ≤ 1.05: "
                       f"{'met' if ratio_p <= 1.05 else 'not met'} by process)."]
-    variant = next((r["data_variant"] for r in rows if r["data_variant"]), "unknown")
+    variant = next((r["data_variant"] for r in rows if r["data_variant"]), None) or _data_variant()
     lines += ["", f"Data: `{variant}` (this workspace's CIFAR-10 reconstruction unless `cifar10`); sha256 of the files "
                   "read: " + ", ".join(f"`{k}` {v[:12]}…" for k, v in sorted(files.items())), "",
               "Provenance: `" + json.dumps({**git_state(), "date": now(), "torch": library_versions().get("torch"),
                                             "cpu_threads": args.threads}) + "`"]
     return "\n".join(lines) + "\n"
+
+
+def _summarize_csv(args) -> int:
+    """The summary table from ``airbench94_cpu.csv`` as written so far; the data files' sha256 hashed anew."""
+    from shared.data import file_hashes
+
+    with open(args.out_dir / "airbench94_cpu.csv", newline="") as f:
+        rows = [{k: (float(v) if k in NUMERIC and v != "" else v) for k, v in r.items()} for r in csv.DictReader(f)]
+    folder = resolve_data_dir() / "cifar-10-batches-py"
+    files = {p.name: file_hashes(p)["sha256"] for p in sorted(folder.iterdir()) if p.name != "readme.html"}
+    args.seeds = sorted({int(r["seed"]) for r in rows})
+    (args.out_dir / "airbench94_cpu.md").write_text(summarize(rows, files, args))
+    print((args.out_dir / "airbench94_cpu.md").read_text())
+    return 0
+
+
+NUMERIC = {"test_accuracy", "test_tta_accuracy", "process_wall_s", "run_wall_s", "examples_per_s"}
 
 
 def main(argv=None) -> int:
@@ -176,8 +203,12 @@ def main(argv=None) -> int:
     p.add_argument("--out-dir", type=Path, default=REPO / "results" / "benchmarks")
     p.add_argument("--runs-dir", type=Path, default=REPO / "runs",
                    help="where a shared-arm run at the cpu profile's exact config is kept as that profile's run")
+    p.add_argument("--summarize", action="store_true",
+                   help="only rebuild the .md from an existing .csv (e.g. of an interrupted benchmark)")
     args = p.parse_args(argv)
     args.out_dir.mkdir(parents=True, exist_ok=True)
+    if args.summarize:
+        return _summarize_csv(args)
     rows, files = [], {}
     for i, seed in enumerate(args.seeds):
         order = ["bare", "shared"] if i % 2 == 0 else ["shared", "bare"]
