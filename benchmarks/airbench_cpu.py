@@ -163,6 +163,9 @@ def summarize(rows: list[dict], files: dict, args) -> str:
                       f"{'met' if abs(gap) <= 0.3 else 'not met'}). Wall-time ratio shared/bare: {ratio_p:.3f} by "
                       f"process, {ratio_r:.3f} as the runs time themselves (target ≤ 1.05: "
                       f"{'met' if ratio_p <= 1.05 else 'not met'} by process)."]
+        if min(len(s), len(b)) < 3:
+            lines[-1] += (f" **Fewer than 3 runs per arm ({len(s)} shared, {len(b)} bare): indicative only, not the "
+                          "benchmark's ≥ 3-seed comparison.**")
     variant = next((r["data_variant"] for r in rows if r["data_variant"]), None) or _data_variant()
     lines += ["", f"Data: `{variant}` (this workspace's CIFAR-10 reconstruction unless `cifar10`); sha256 of the files "
                   "read: " + ", ".join(f"`{k}` {v[:12]}…" for k, v in sorted(files.items())), "",
@@ -180,7 +183,11 @@ def _summarize_csv(args) -> int:
     folder = resolve_data_dir() / "cifar-10-batches-py"
     files = {p.name: file_hashes(p)["sha256"] for p in sorted(folder.iterdir()) if p.name != "readme.html"}
     args.seeds = sorted({int(r["seed"]) for r in rows})
-    (args.out_dir / "airbench94_cpu.md").write_text(summarize(rows, files, args))
+    commits = sorted({json.loads(m.read_text())["git_commit"][:10]
+                      for m in Path(args.runs_dir).glob("airbench/cpu/alternating_flip/seed*/meta.json")})
+    note = (f"\nRebuilt with `--summarize` from the CSV ({len(rows)} runs written so far); code of the kept shared-arm "
+            f"runs: {', '.join(commits) or 'unknown'}. The provenance line above is the rebuild's.\n")
+    (args.out_dir / "airbench94_cpu.md").write_text(summarize(rows, files, args) + note)
     print((args.out_dir / "airbench94_cpu.md").read_text())
     return 0
 
