@@ -21,3 +21,28 @@ def test_bench_writes_side_by_side_table(tmp_path, monkeypatch):
     table = list(csv.DictReader(open(tmp_path / "out" / "loop_throughput.csv")))
     assert table[0]["task"] == "resnet20-cifar10"
     assert "| resnet20-cifar10 | fp32 |" in (tmp_path / "out" / "loop_throughput.md").read_text()
+
+
+@pytest.mark.slow
+def test_airbench_cpu_benchmark_shared_and_bare_agree(tmp_path, monkeypatch):
+    """benchmarks/airbench_cpu.py at toy scale: one row per arm, and the shared trainer and the bare script, given the
+    same seed and recipe, end at the same test accuracy (to within 2 of the 100 test images)."""
+    import importlib.util
+    from pathlib import Path
+
+    write_cifar10(tmp_path / "data", per_class_per_batch=10)
+    monkeypatch.setenv("REPRO_DATA_DIR", str(tmp_path / "data"))
+    warnings.simplefilter("ignore")
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "airbench_cpu.py"
+    spec = importlib.util.spec_from_file_location("airbench_cpu", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out = tmp_path / "out"
+    assert module.main(["--seeds", "0", "--precision", "fp32", "--threads", "1", "--epochs", "2", "--width", "0.125",
+                        "--batch-size", "100", "--test-subset", "100", "--out-dir", str(out),
+                        "--runs-dir", str(tmp_path / "runs")]) == 0
+    rows = {r["arm"]: r for r in csv.DictReader(open(out / "airbench94_cpu.csv"))}
+    assert set(rows) == {"shared", "bare"} and all(int(r["steps"]) == 10 for r in rows.values())
+    for metric in ("test_accuracy", "test_tta_accuracy"):
+        assert abs(float(rows["shared"][metric]) - float(rows["bare"][metric])) <= 0.02, metric
+    assert "Fewer than 3 runs per arm" in (out / "airbench94_cpu.md").read_text()
