@@ -125,11 +125,9 @@ def _run_bare(seed: int, args) -> dict:
 
 def _data_variant() -> str:
     """The CIFAR-10 variant under the data root, identified as the shared loader does (official md5s, SHA256SUMS)."""
-    from shared.data import identify_variant
-    from shared.data.cifar import SPECS, _rel_files, official_checksums
+    from shared.data.cifar import identify_cifar
 
-    return identify_variant(resolve_data_dir(), _rel_files(SPECS["cifar10"]), official_checksums("cifar10"),
-                            "cifar10", "cifar10-recon")[0]
+    return identify_cifar(resolve_data_dir(), "cifar10")[0]
 
 
 def _mean_std(values: list[float], scale: float = 1.0, digits: int = 2) -> str:

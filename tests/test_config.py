@@ -4,8 +4,8 @@ import copy
 import pytest
 import yaml
 
-from shared.config import (ConfigError, config_hash, deep_merge, list_papers, load_paper, resolve_paper_run,
-                           resolve_run_config)
+from shared.config import (ConfigError, config_hash, deep_merge, list_papers, load_paper, load_recipe,
+                           resolve_paper_run, resolve_run_config)
 
 MINIMAL = {"train": {"steps": 3}}
 
@@ -84,6 +84,42 @@ def test_paper_resolution_order_variant_over_profile_over_base(tmp_path, monkeyp
     b = resolve_paper_run("p", "b", "smoke")
     assert a["optimizer"]["lr"] == 0.1 and b["optimizer"]["lr"] == 0.2
     assert a["train"]["steps"] == 2 and a["train"]["batch_size"] == 4 and a["seed"] == 7 and b["seed"] == 0
+
+
+def test_profile_recipe_replaces_base_then_overrides_apply(tmp_path, monkeypatch):
+    """A profile naming `recipe: airbench94` starts from the shared recipe, not from the paper's base; the profile's
+    and the variant's overrides still merge on top; other profiles keep the base."""
+    monkeypatch.setenv("REPRO_PAPERS_DIR", str(tmp_path))
+    base = {"model": {"name": "resnet20", "kwargs": {"act": "relu", "norm": "layernorm"}},
+            "optimizer": {"name": "sgd", "lr": 0.5}, "train": {"steps": 10, "batch_size": 4}}
+    _write_paper(tmp_path, base=base,
+                 profiles={"smoke": {"seeds": [0]},
+                           "cpu": {"seeds": [0], "recipe": "airbench94", "overrides": {"train": {"precision": "bf16"}}}},
+                 variants={"a": {"overrides": {"model": {"kwargs": {"act": "mish"}}}}, "b": {}})
+    recipe = load_recipe("airbench94")
+    a, b, smoke = (resolve_paper_run("p", "a", "cpu"), resolve_paper_run("p", "b", "cpu"),
+                   resolve_paper_run("p", "a", "smoke"))
+    assert b["model"] == {"name": "airbench94", "kwargs": recipe["model"]["kwargs"]}  # no resnet20 kwargs leak in
+    assert a["model"]["kwargs"] == {**recipe["model"]["kwargs"], "act": "mish"}
+    assert b["optimizer"]["name"] == "sgd_decoupled" and b["optimizer"]["lr"] == 11.5 and b["train"]["epochs"] == 9.9
+    assert b["train"]["steps"] is None and b["train"]["precision"] == "bf16" and b["train"]["batch_size"] == 1024
+    assert smoke["model"]["name"] == "resnet20" and smoke["optimizer"]["lr"] == 0.5
+
+
+def test_unknown_recipe_names_profile_and_lists_recipes(tmp_path, monkeypatch):
+    monkeypatch.setenv("REPRO_PAPERS_DIR", str(tmp_path))
+    _write_paper(tmp_path, profiles={"smoke": {"seeds": [0], "recipe": "airbench95"}})
+    with pytest.raises(ConfigError, match=r"profiles\.smoke\.recipe: unknown recipe 'airbench95' .*recipes: airbench94"):
+        load_paper("p")
+
+
+def test_airbench_paper_is_its_recipe():
+    """papers/airbench keeps no copy of the recipe: its profiles resolve to the shared file plus their own scale."""
+    recipe = load_recipe("airbench94")
+    run = resolve_paper_run("airbench", "alternating_flip", "paper")
+    assert run["optimizer"] == deep_merge(run["optimizer"], recipe["optimizer"])
+    assert run["model"] == recipe["model"] and run["schedule"]["kwargs"] == recipe["schedule"]["kwargs"]
+    assert run["train"]["precision"] == "fp16" and run["device"] == "cuda"
 
 
 def test_paper_claim_with_unknown_variant_fails(tmp_path, monkeypatch):

@@ -1,6 +1,7 @@
 """Load, merge and validate YAML configs; resolve a paper's (variant, profile, seed) into one run config.
 
-Resolution order (docs/design.md): defaults ← paper ``base`` ← ``profiles[P].overrides`` ← ``variants[V].overrides``
+Resolution order (docs/design.md): defaults ← paper ``base`` (or, for a profile naming ``recipe: R``, the shared
+recipe ``shared/config/recipes/R.yaml`` instead) ← ``profiles[P].overrides`` ← ``variants[V].overrides``
 ← ``profiles[P].overrides_for[pattern]`` for each glob pattern matching V (then V's sweep grid point again), then
 ``seed``. Profiles change scale, variants change the method; lists replace, mappings merge.
 """
@@ -17,11 +18,11 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-from shared.config.schema import PAPER_SCHEMA, RUN_SCHEMA
+from shared.config.schema import PAPER_SCHEMA, PARTIAL_RUN_SCHEMA, RUN_SCHEMA
 
 __all__ = [
     "ConfigError", "deep_merge", "config_hash", "load_yaml", "validate", "default_run_config", "resolve_run_config",
-    "papers_dir", "list_papers", "load_paper", "resolve_paper_run",
+    "papers_dir", "list_papers", "list_recipes", "load_recipe", "load_paper", "resolve_paper_run",
 ]
 
 
@@ -99,6 +100,30 @@ def resolve_run_config(partial: dict, source: str = "<config>") -> dict:
     return cfg
 
 
+RECIPES_DIR = Path(__file__).with_name("recipes")
+
+
+def list_recipes() -> list[str]:
+    return sorted(p.stem for p in RECIPES_DIR.glob("*.yaml"))
+
+
+def load_recipe(name: str, source: str = "<config>") -> dict:
+    """A whole training recipe as a partial run config (``shared/config/recipes/<name>.yaml``), validated like a
+    paper's ``base``. A profile that names it starts from it instead of the paper's ``base``."""
+    path = RECIPES_DIR / f"{name}.yaml"
+    if not path.is_file():
+        raise ConfigError(f"{source}: unknown recipe {name!r} ({path} does not exist); recipes: "
+                          f"{', '.join(list_recipes()) or 'none'}")
+    return copy.deepcopy(_load_recipe(str(path), hashlib.sha256(path.read_bytes()).hexdigest()))
+
+
+@functools.lru_cache(maxsize=16)
+def _load_recipe(path: str, digest: str) -> dict:
+    recipe = load_yaml(path)
+    validate(recipe, PARTIAL_RUN_SCHEMA, path)
+    return recipe
+
+
 def run_dir(runs_dir: str | Path, slug: str, profile: str, variant: str, seed: int) -> Path:
     """The one run-directory layout (``repro run``'s default ``--out`` and the workflow's ``run`` outputs)."""
     return Path(runs_dir) / slug / profile / variant / f"seed{seed}"
@@ -161,7 +186,9 @@ def _load_paper(slug: str, path_str: str, digest: str) -> dict:
 
 
 def _resolve(cfg: dict, slug: str, variant: str, profile: str, seed: int, source: str) -> dict:
-    merged = deep_merge(cfg["base"], cfg["profiles"][profile].get("overrides", {}))
+    recipe = cfg["profiles"][profile].get("recipe")
+    start = load_recipe(recipe, f"{source}: profiles.{profile}.recipe") if recipe else cfg["base"]
+    merged = deep_merge(start, cfg["profiles"][profile].get("overrides", {}))
     merged = deep_merge(merged, cfg["variants"][variant].get("overrides", {}))
     for pattern, overrides in cfg["profiles"][profile].get("overrides_for", {}).items():
         # a swept grid point matches its variant's patterns too (the grid values then win again)

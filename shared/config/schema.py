@@ -107,6 +107,7 @@ def partial(schema: dict) -> dict:
 
 
 _PARTIAL_RUN = partial(RUN_SCHEMA)
+PARTIAL_RUN_SCHEMA = _PARTIAL_RUN  # a paper's `base`, a profile's or variant's overrides, a shared recipe
 _NAME = {"type": "string", "pattern": "^[a-z0-9][a-z0-9_.-]*$"}
 
 _SELECT = _obj({"metric": {"type": "string", "minLength": 1}, "mode": {"enum": ["max", "min"]}},
@@ -149,6 +150,8 @@ PAPER_SCHEMA = _obj(
                 {
                     "description": {"type": "string"},
                     "seeds": {"type": "array", "items": _INT_NN, "minItems": 1},
+                    # start from shared/config/recipes/<recipe>.yaml instead of the paper's `base` (docs/design.md)
+                    "recipe": _NAME,
                     "overrides": _PARTIAL_RUN,
                     # {variant glob: overrides} applied after the variant's own: a profile's scale per task, when
                     # one config holds variants of several tasks (e.g. "lm-*" gets the LM's steps and model size)

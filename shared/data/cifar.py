@@ -126,6 +126,13 @@ def ensure_files(root: Path, dataset: str, download: bool) -> None:
         raise missing_error(root, still[0], _layout(spec), "the download finished but this file is still absent.")
 
 
+def identify_cifar(root: Path, dataset: str) -> tuple[str, dict[str, str]]:
+    """(data variant, {file: sha256}) of the CIFAR files under ``root``: ``cifar10`` when they match torchvision's
+    official md5s, ``cifar10-recon`` when they match the reconstruction's published checksums (see
+    ``shared.data.identify_variant``)."""
+    return identify_variant(root, _rel_files(SPECS[dataset]), official_checksums(dataset), dataset, f"{dataset}-recon")
+
+
 def read_batch(path: Path, label_key: str) -> tuple[Tensor, Tensor]:
     """One pickle batch -> (uint8 N×3×32×32, int64 N). Rows are stored as 1024 R, 1024 G, 1024 B bytes."""
     with open(path, "rb") as f:
@@ -164,7 +171,7 @@ def load_cifar(dataset: str, root: Path, download: bool = True, subset_per_class
     """Load, verify and split CIFAR-10/100 under the data root ``root``."""
     spec = SPECS[dataset]
     ensure_files(root, dataset, download)
-    variant, sha = identify_variant(root, _rel_files(spec), official_checksums(dataset), dataset, f"{dataset}-recon")
+    variant, sha = identify_cifar(root, dataset)
     x, y = read_split(root, dataset, train=True)
     tx, ty = read_split(root, dataset, train=False)
     train_idx, val_idx = split_per_class(y, subset_per_class, val_per_class, spec.num_classes)
