@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import json
 import os
 import statistics
@@ -123,11 +124,18 @@ def _run_bare(seed: int, args) -> dict:
             "examples_per_s": r["examples_per_s"], "data_variant": _data_variant(), "_files": r["data_sha256"]}
 
 
-def _data_variant() -> str:
-    """The CIFAR-10 variant under the data root, identified as the shared loader does (official md5s, SHA256SUMS)."""
+@functools.lru_cache(maxsize=1)
+def _data_identity() -> tuple[str, dict[str, str]]:
+    """(variant, {file name: sha256}) of the CIFAR-10 files under the data root, identified as the shared loader does
+    (official md5s, SHA256SUMS); hashed once per process, however many seeds the benchmark runs."""
     from shared.data.cifar import identify_cifar
 
-    return identify_cifar(resolve_data_dir(), "cifar10")[0]
+    variant, sha = identify_cifar(resolve_data_dir(), "cifar10")
+    return variant, {Path(rel).name: digest for rel, digest in sha.items()}
+
+
+def _data_variant() -> str:
+    return _data_identity()[0]
 
 
 def _mean_std(values: list[float], scale: float = 1.0, digits: int = 2) -> str:
@@ -174,12 +182,9 @@ def summarize(rows: list[dict], files: dict, args) -> str:
 
 def _summarize_csv(args) -> int:
     """The summary table from ``airbench94_cpu.csv`` as written so far; the data files' sha256 hashed anew."""
-    from shared.data import file_hashes
-
     with open(args.out_dir / "airbench94_cpu.csv", newline="") as f:
         rows = [{k: (float(v) if k in NUMERIC and v != "" else v) for k, v in r.items()} for r in csv.DictReader(f)]
-    folder = resolve_data_dir() / "cifar-10-batches-py"
-    files = {p.name: file_hashes(p)["sha256"] for p in sorted(folder.iterdir()) if p.name != "readme.html"}
+    files = _data_identity()[1]
     args.seeds = sorted({int(r["seed"]) for r in rows})
     commits = sorted({json.loads(m.read_text())["git_commit"][:10]
                       for m in Path(args.runs_dir).glob("airbench/cpu/alternating_flip/seed*/meta.json")})
