@@ -54,6 +54,16 @@ def test_config_hash_ignores_key_order():
     assert config_hash({"a": 1}) != config_hash({"a": 2})
 
 
+def test_config_hash_leaves_out_a_new_key_only_at_its_default():
+    run = resolve_run_config(MINIMAL)
+    assert run["data"]["classes"] is None
+    without = copy.deepcopy(run)
+    del without["data"]["classes"]
+    assert config_hash(run) == config_hash(without)  # hashes of runs from before the key existed still match
+    assert config_hash(resolve_run_config({**MINIMAL, "data": {"classes": [0, 1]}})) != config_hash(run)
+    assert run["data"]["classes"] is None  # the hash does not edit its argument
+
+
 @pytest.mark.parametrize("slug", list_papers())
 def test_paper_config_resolves_every_variant_and_profile(slug):
     cfg = load_paper(slug)

@@ -180,6 +180,29 @@ def test_subset_per_class_too_large_raises(tmp_path):
         load_data({"data_dir": str(tmp_path), "download": False, "subset_per_class": 9, "val_per_class": 2})
 
 
+def test_classes_keeps_and_relabels_in_given_order(tmp_path):
+    write_cifar10(tmp_path, per_class_per_batch=4)  # 20 per class
+    full = load_unverified(data_dir=str(tmp_path), download=False)
+    part = load_unverified(data_dir=str(tmp_path), download=False, classes=[7, 2], subset_per_class=6, test_subset=5)
+    assert part.num_classes == 2 and part.info["classes"] == [7, 2]
+    assert torch.bincount(part.train_y).tolist() == [6, 6]
+    # class 7 -> label 0, class 2 -> label 1, images unchanged and in file order
+    for label, original in ((0, 7), (1, 2)):
+        assert torch.equal(part.train_x[part.train_y == label], full.train_x[full.train_y == original][:6])
+    tx, ty = part.eval_sets["test"]
+    fx, fy = full.eval_sets["test"]
+    keep = (fy == 7) | (fy == 2)
+    assert len(ty) == 5 and torch.equal(tx, fx[keep][:5]) and torch.equal(ty, (fy[keep][:5] == 2).long())
+
+
+@pytest.mark.parametrize("classes", [[3], [1, 1], [0, 10]])
+def test_classes_invalid_raises_naming_the_key(tmp_path, classes):
+    write_cifar10(tmp_path)
+    with pytest.raises(ValueError, match=r"data\.classes"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnverifiedDataWarning)
+        load_data({"data_dir": str(tmp_path), "download": False, "classes": classes})
+
+
 # --- classification batches ----------------------------------------------------------------------------------
 
 def test_classification_batches_pure_function_of_seed_and_step(c10):

@@ -41,8 +41,21 @@ def deep_merge(base: dict, override: dict) -> dict:
     return out
 
 
+# Run-config keys added after results were committed, with their default: left out of the hash while at it, so
+# a new option does not change the hash (nor rerun the workflow job) of every run that does not use it.
+HASH_NEUTRAL_DEFAULTS = {("data", "classes"): None}
+
+
 def config_hash(cfg: dict) -> str:
-    """sha256 of the canonical JSON of a config: equal configs, equal hashes, whatever the key order."""
+    """sha256 of the canonical JSON of a config: equal configs, equal hashes, whatever the key order (keys of
+    ``HASH_NEUTRAL_DEFAULTS`` at their default are left out)."""
+    cfg = copy.deepcopy(cfg)
+    for (*parents, key), default in HASH_NEUTRAL_DEFAULTS.items():
+        node = cfg
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict) and key in node and node[key] == default:
+            del node[key]
     return hashlib.sha256(json.dumps(cfg, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 

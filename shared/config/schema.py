@@ -29,6 +29,7 @@ RUN_SCHEMA = _obj(
                 "subset_per_class": _OPT_INT_POS,
                 "val_per_class": _INT_NN,
                 "test_subset": _OPT_INT_POS,
+                "classes": {"type": ["array", "null"], "items": _INT_NN, "minItems": 2, "uniqueItems": True},
                 "augment": _obj({"crop_padding": _INT_NN, "flip": {"type": "boolean"},
                                  "flip_mode": {"enum": ["random", "alternate"]},
                                  "pad_mode": {"enum": ["zeros", "reflect"]}}),

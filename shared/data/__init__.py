@@ -35,7 +35,7 @@ def load_data(data_cfg: dict | None = None) -> ClassificationData | LMData:
     root = resolve_data_dir(cfg["data_dir"])
     if cfg["dataset"] in ("cifar10", "cifar100"):
         return load_cifar(cfg["dataset"], root, cfg["download"], cfg["subset_per_class"], cfg["val_per_class"],
-                          cfg["test_subset"])
+                          cfg["test_subset"], cfg["classes"])
     if cfg["dataset"] == "wikitext2":
         return load_wikitext2(root, cfg["download"], cfg["tokenizer"], cfg["bpe_vocab_size"], cfg["seq_len"],
                               cfg["eval_tokens"])

@@ -166,15 +166,37 @@ def split_per_class(y: Tensor, subset_per_class: int | None, val_per_class: int,
     return torch.cat(train_idx).sort().values, torch.cat(val_idx).sort().values
 
 
+def keep_classes(x: Tensor, y: Tensor, classes: list[int]) -> tuple[Tensor, Tensor]:
+    """The images of ``classes`` only (file order kept), relabelled by position: ``classes[i]`` -> ``i``."""
+    lookup = torch.full((int(y.max()) + 1,), -1, dtype=torch.int64)
+    lookup[torch.as_tensor(classes, dtype=torch.int64)] = torch.arange(len(classes))
+    new_y = lookup[y]
+    keep = new_y >= 0
+    return x[keep], new_y[keep]
+
+
 def load_cifar(dataset: str, root: Path, download: bool = True, subset_per_class: int | None = None,
-               val_per_class: int = 0, test_subset: int | None = None) -> ClassificationData:
-    """Load, verify and split CIFAR-10/100 under the data root ``root``."""
+               val_per_class: int = 0, test_subset: int | None = None,
+               classes: list[int] | None = None) -> ClassificationData:
+    """Load, verify and split CIFAR-10/100 under the data root ``root``.
+
+    ``classes`` keeps only those classes (train, val and test), relabelled 0..k-1 in the order given, so a model
+    gets ``num_classes = k``; ``test_subset`` then takes the first n test images of those classes.
+    """
     spec = SPECS[dataset]
+    if classes is not None:
+        bad = [c for c in classes if not 0 <= c < spec.num_classes]
+        if bad or len(set(classes)) != len(classes) or len(classes) < 2:
+            raise ValueError(f"data.classes={classes}: expected at least 2 distinct class indices in "
+                             f"0..{spec.num_classes - 1} for {dataset}")
     ensure_files(root, dataset, download)
     variant, sha = identify_cifar(root, dataset)
     x, y = read_split(root, dataset, train=True)
     tx, ty = read_split(root, dataset, train=False)
-    train_idx, val_idx = split_per_class(y, subset_per_class, val_per_class, spec.num_classes)
+    num_classes = spec.num_classes
+    if classes is not None:
+        (x, y), (tx, ty), num_classes = keep_classes(x, y, classes), keep_classes(tx, ty, classes), len(classes)
+    train_idx, val_idx = split_per_class(y, subset_per_class, val_per_class, num_classes)
     eval_sets = {"val": (x[val_idx], y[val_idx])} if val_per_class > 0 else {}
     n_test = len(ty) if test_subset is None else test_subset
     eval_sets["test"] = (tx[:n_test], ty[:n_test])
@@ -182,4 +204,6 @@ def load_cifar(dataset: str, root: Path, download: bool = True, subset_per_class
     info = {"dataset": dataset, "variant": variant, "data_dir": str(root.resolve()), "files": sha,
             "n_train": len(train_idx), "n_eval": {k: len(v[1]) for k, v in eval_sets.items()},
             "subset_per_class": subset_per_class, "val_per_class": val_per_class, "test_subset": test_subset}
-    return ClassificationData(x[train_idx], y[train_idx], eval_sets, spec.num_classes, mean, std, info)
+    if classes is not None:
+        info["classes"] = list(classes)
+    return ClassificationData(x[train_idx], y[train_idx], eval_sets, num_classes, mean, std, info)
