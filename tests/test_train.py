@@ -1,5 +1,6 @@
 """The training loop: determinism, checkpoint/resume equality, logs and provenance, divergence, steps-to-target."""
 import json
+import logging
 import math
 import warnings
 
@@ -123,6 +124,14 @@ def test_grad_clip_and_label_smoothing_run(data_root, tmp_path):
     rows = [json.loads(ln) for ln in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
     assert all(r["grad_norm"] is not None for r in rows if r["kind"] == "train")
     assert final["step"] == 6
+
+
+@pytest.mark.parametrize("native", [False, True])
+def test_bf16_on_cpu_without_native_bf16_warns(data_root, tmp_path, monkeypatch, caplog, native):
+    monkeypatch.setattr("shared.train.loop.cpu_supports_bf16", lambda: native)
+    with caplog.at_level(logging.WARNING, logger="shared.train.loop"):
+        run(cifar_cfg(precision="bf16", steps=3), tmp_path / "r")
+    assert any("without native bf16" in r.getMessage() for r in caplog.records) is not native
 
 
 def test_bf16_autocast_runs_on_cpu(data_root, tmp_path):
