@@ -154,3 +154,27 @@ def test_resume_ignores_checkpoint_of_another_config(data_root, tmp_path):
     resumed = run(cfg, tmp_path / "r", resume=True)
     assert resumed["metrics"] == run(cfg, tmp_path / "fresh")["metrics"]
     assert json.loads((tmp_path / "r" / "meta.json").read_text())["resumed_from_step"] is None
+
+
+def test_git_state_dirty_for_code_not_for_generated_outputs(tmp_path):
+    import subprocess
+
+    from shared.train.provenance import git_state
+
+    def git(*args):
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path, check=True,
+                       capture_output=True)
+
+    for rel in ("shared/x.py", "results/p/tiny/table.md", "papers/p/README.md", "papers/p/config.yaml"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text("a\n")
+    git("init", "-q")
+    git("add", "-A")
+    git("commit", "-qm", "init")
+    assert git_state(tmp_path)["git_dirty"] is False
+    (tmp_path / "results/p/tiny/table.md").write_text("b\n")  # the workflow rewrote a table
+    (tmp_path / "papers/p/README.md").write_text("b\n")  # and a README's generated section
+    (tmp_path / "untracked.py").write_text("b\n")
+    assert git_state(tmp_path)["git_dirty"] is False
+    (tmp_path / "papers/p/config.yaml").write_text("b\n")  # a config change can change numbers
+    assert git_state(tmp_path)["git_dirty"] is True
