@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parents[1]
 SMOKE_CONFIG = REPO / "workflows" / ".test" / "config.yaml"
 
 
-def snakemake(workdir: Path, *args: str, env: dict | None = None, timeout: int = 900):
+def snakemake(workdir: Path, *args: str, env: dict | None = None, timeout: int = 2400):
     cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir), *args]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
 
