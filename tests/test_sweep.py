@@ -2,6 +2,7 @@
 on synthetic run directories with known numbers."""
 import json
 import math
+import re
 
 import pandas as pd
 import pytest
@@ -184,6 +185,42 @@ def test_a_profile_can_run_only_the_first_grid_points(papers):
     loaded = load_paper("toy")
     assert sorted(profile_variants(loaded, "smoke")) == ["adamw.lr0.001", "plain", "sgd.lr0.01"]
     assert profile_variants(loaded, "tiny") == list(loaded["variants"])
+
+
+def test_a_profile_can_run_a_subset_of_variants_by_glob(papers):
+    from shared.config.sweep import profile_variants
+
+    claim = {**PAPER["claims"][0], "profiles": ["tiny"]}
+    cfg = dict(PAPER, profiles={"cpu": {"seeds": [0], "variants": ["adamw", "pl*"]}, "tiny": {"seeds": [0, 1, 2]}},
+               claims=[claim])
+    cfg.pop("benchmark")
+    (papers / "toy" / "config.yaml").write_text(yaml.safe_dump(cfg))
+    loaded = load_paper("toy")
+    assert profile_variants(loaded, "cpu") == ["adamw.lr0.001", "adamw.lr0.01", "plain"]  # a swept name keeps its points
+    assert profile_variants(loaded, "tiny") == list(loaded["variants"])
+
+
+@pytest.mark.parametrize("profile_spec, claim_profiles, message", [
+    ({"variants": ["nothing*"]}, None, "'nothing*' matches no variant"),
+    ({"variants": ["adamw"]}, None, "leaves out ['sgd'], which claim 'adamw_beats_sgd' compares"),
+    ({"variants": ["adamw"]}, ["cpu"], "leaves out ['sgd']"),
+])
+def test_profile_variants_errors_name_the_fix(papers, profile_spec, claim_profiles, message):
+    claim = dict(PAPER["claims"][0], **({"profiles": claim_profiles} if claim_profiles else {}))
+    cfg = dict(PAPER, profiles={"cpu": {"seeds": [0], **profile_spec}, "tiny": {"seeds": [0]}}, claims=[claim])
+    cfg.pop("benchmark")
+    (papers / "toy" / "config.yaml").write_text(yaml.safe_dump(cfg))
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_paper("toy")
+
+
+def test_profile_variants_must_keep_pair_partners(papers):
+    cfg = dict(PAPER, variants={**PAPER["variants"], "plain": {"pair_with": "plain_b"}, "plain_b": {"seed_offset": 1}},
+               profiles={"cpu": {"seeds": [0], "variants": ["plain", "sgd", "adamw"]}}, claims=[])
+    cfg.pop("benchmark")
+    (papers / "toy" / "config.yaml").write_text(yaml.safe_dump(cfg))
+    with pytest.raises(ConfigError, match="runs 'plain' but not its pair partner 'plain_b'"):
+        load_paper("toy")
 
 
 def test_benchmark_target_uses_each_tasks_own_eval_split(papers, tmp_path):

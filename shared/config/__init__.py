@@ -154,6 +154,33 @@ def list_papers() -> list[str]:
                   if p.is_dir() and not p.name.startswith(("_", ".")) and (p / "config.yaml").is_file())
 
 
+def _check_profile_variants(cfg: dict, named: list[str], path: Path) -> None:
+    """``profiles.<P>.variants``: each glob matches a variant; the profile runs every pair partner of what it runs;
+    a claim that applies at P (no ``profiles`` list, or one naming P) compares only variants P runs."""
+    for prof, spec in cfg["profiles"].items():
+        patterns = spec.get("variants")
+        if not patterns:
+            continue
+        where = f"{path}: profiles.{prof}.variants"
+        for pattern in patterns:
+            if not any(fnmatch.fnmatchcase(n, pattern) for n in named):
+                raise ConfigError(f"{where}: {pattern!r} matches no variant; variants: {', '.join(named)}")
+        runs = set(sweep.profile_variants(cfg, prof))
+        runs |= {cfg.get(sweep.SWEEP_OF, {}).get(v, v) for v in runs}  # a swept variant counts as run
+        for name in sorted(runs & set(cfg["variants"])):
+            partner = cfg["variants"][name].get("pair_with")
+            if partner is not None and partner not in runs:
+                raise ConfigError(f"{where}: runs {name!r} but not its pair partner {partner!r}; add it")
+        for i, claim in enumerate(cfg.get("claims", [])):
+            if claim.get("profiles") and prof not in claim["profiles"]:
+                continue
+            left_out = [claim["compare"][side] for side in ("a", "b")
+                        if side in claim["compare"] and claim["compare"][side] not in runs]
+            if left_out:
+                raise ConfigError(f"{where} leaves out {left_out}, which claim {claim['id']!r} compares; give the "
+                                  f"claim `profiles:` without {prof!r}, or run those variants")
+
+
 def load_paper(slug: str) -> dict:
     """Load and validate ``papers/<slug>/config.yaml``; claims must name existing variants and profiles.
 
@@ -186,6 +213,7 @@ def _load_paper(slug: str, path_str: str, digest: str) -> dict:
     for name, spec in cfg["variants"].items():
         if spec.get("pair_with") is not None and spec["pair_with"] not in cfg["variants"]:
             raise ConfigError(f"{path}: variants.{name}.pair_with: unknown variant {spec['pair_with']!r}")
+    _check_profile_variants(cfg, named, path)
     for task, spec in (cfg.get("benchmark") or {}).get("tasks", {}).items():
         for name in spec["variants"] + [spec["baseline"], spec["time_reference"]]:
             if name not in named:

@@ -159,6 +159,9 @@ PAPER_SCHEMA = _obj(
                     "overrides_for": {"type": "object", "additionalProperties": _PARTIAL_RUN},
                     # run only the first k grid points of each swept variant (shared/config/sweep.py)
                     "grid_points": _INT_POS,
+                    # run only the variants matching these globs (all when absent): a profile that cannot afford
+                    # some variants; a claim naming a left-out variant must list its profiles without this one
+                    "variants": {"type": "array", "items": {"type": "string", "minLength": 1}, "minItems": 1},
                 },
                 required=("seeds",),
             ),

@@ -20,6 +20,7 @@ use the same seeds, which favours whichever method has more grid points slightly
 from __future__ import annotations
 
 import copy
+import fnmatch
 import itertools
 
 SWEEP_OF, SWEEP_PARAMS = "sweep_of", "sweep_params"  # keys load_paper adds to the loaded paper config
@@ -92,15 +93,26 @@ def expand(cfg: dict, source: str) -> dict:
     return out
 
 
+def _in_profile(cfg: dict, variant: str, patterns: list[str] | None) -> bool:
+    """Whether ``variant`` (or, for a grid point, its swept variant) matches one of a profile's ``variants`` globs."""
+    if not patterns:
+        return True
+    names = {variant, cfg.get(SWEEP_OF, {}).get(variant, variant)}
+    return any(fnmatch.fnmatchcase(n, p) for n in names for p in patterns)
+
+
 def profile_variants(cfg: dict, profile: str) -> list[str]:
-    """The variants (grid points) a profile runs: all of them, unless ``profiles.<P>.grid_points: k`` keeps only the
-    first k grid points of each swept variant (e.g. 1 in ``smoke``, which checks plumbing, not the sweep)."""
-    k = cfg["profiles"][profile].get("grid_points")
+    """The variants (grid points) a profile runs: all of them, unless ``profiles.<P>.variants`` (globs) keeps only
+    the matching ones, or ``profiles.<P>.grid_points: k`` keeps only the first k grid points of each swept variant
+    (e.g. 1 in ``smoke``, which checks plumbing, not the sweep)."""
+    spec = cfg["profiles"][profile]
+    variants = [v for v in cfg["variants"] if _in_profile(cfg, v, spec.get("variants"))]
+    k = spec.get("grid_points")
     if not k:
-        return list(cfg["variants"])
+        return variants
     seen: dict[str, int] = {}
     out = []
-    for v in cfg["variants"]:
+    for v in variants:
         base = cfg.get(SWEEP_OF, {}).get(v)
         if base is not None:
             seen[base] = seen.get(base, 0) + 1
