@@ -4,7 +4,7 @@ import copy
 import pytest
 import yaml
 
-from shared.config import (ConfigError, config_hash, deep_merge, list_papers, load_paper, load_recipe,
+from shared.config import (ConfigError, load_yaml, config_hash, deep_merge, list_papers, load_paper, load_recipe,
                            resolve_paper_run, resolve_run_config)
 
 MINIMAL = {"train": {"steps": 3}}
@@ -156,3 +156,16 @@ def test_unknown_paper_and_variant_list_known(tmp_path, monkeypatch):
         resolve_paper_run("p", "c", "smoke")
     with pytest.raises(ConfigError, match="unknown profile 'tiny'; profiles: smoke"):
         resolve_paper_run("p", "a", "tiny")
+
+
+def test_yaml_key_written_twice_fails_naming_file_and_line(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("profiles:\n  smoke:\n    grid_points: 1\n    grid_points: 2\n")
+    with pytest.raises(ConfigError, match=r"(?s)c\.yaml.*duplicate key 'grid_points'.*line 4"):
+        load_yaml(path)
+
+
+def test_yaml_merge_keys_may_still_be_overridden(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("a: &a {x: 1, y: 2}\nb:\n  <<: *a\n  y: 3\n")
+    assert load_yaml(path) == {"a": {"x": 1, "y": 2}, "b": {"x": 1, "y": 3}}
