@@ -87,6 +87,9 @@ def test_weight_matching_removes_the_barrier_of_a_permuted_copy(tmp_path, data_r
     assert metrics["naive_train_loss_barrier"] > 0.1
     assert abs(metrics["permuted_train_loss_barrier"]) < 1e-5
     assert abs(metrics["permuted_test_loss_barrier"]) < 1e-5
+    # activation matching recovers the same permutation from the two copies' activations alone
+    assert abs(metrics["activation_train_loss_barrier"]) < 1e-5
+    assert abs(metrics["activation_test_loss_barrier"]) < 1e-5
 
 
 @pytest.mark.parametrize("model_cfg", [MLP, RESNET_BN], ids=["mlp", "resnet_bn"])

@@ -196,7 +196,8 @@ def test_a_profile_can_run_a_subset_of_variants_by_glob(papers):
     cfg.pop("benchmark")
     (papers / "toy" / "config.yaml").write_text(yaml.safe_dump(cfg))
     loaded = load_paper("toy")
-    assert profile_variants(loaded, "cpu") == ["adamw.lr0.001", "adamw.lr0.01", "plain"]  # a swept name keeps its points
+    # a swept variant's name keeps all its grid points
+    assert profile_variants(loaded, "cpu") == ["adamw.lr0.001", "adamw.lr0.01", "plain"]
     assert profile_variants(loaded, "tiny") == list(loaded["variants"])
 
 

@@ -1,8 +1,9 @@
 """Per-pair analysis of "Git Re-Basin: Merging Models modulo Permutation Symmetries", Ainsworth, Hayase &
 Srinivasa, arXiv:2209.04836: the loss and error barriers on the segment between two independently trained models,
-before (naive) and after permuting model B onto model A by weight matching (§3.2, Alg. 1).
+before (naive) and after permuting model B onto model A by weight matching (§3.2, Alg. 1: ``permuted``) or by
+activation matching (§3.1: ``activation``, on the same training images as the train barrier).
 
-    theta(alpha) = (1 - alpha) theta_A + alpha pi(theta_B),   pi = id (naive) or the weight-matching permutation
+    theta(alpha) = (1 - alpha) theta_A + alpha pi(theta_B),   pi = id (naive), weight- or activation-matching
     B = max_alpha [ L(theta(alpha)) - ((1 - alpha) L(theta_A) + alpha L(pi(theta_B))) ]
 
 (barrier of Entezari et al., arXiv:2110.06296, Def. 1, as ``shared.landscape.loss_barrier`` computes it; the
@@ -20,6 +21,7 @@ loads runs and writes ``derived.json`` and the README section.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import logging
 from dataclasses import dataclass
@@ -31,8 +33,8 @@ import torch.nn as nn
 
 from shared.data import ClassificationData, load_data
 from shared.data.augment import normalize
-from shared.landscape import (apply_permutation, evaluate_loss, interpolate_state_dicts, loss_barrier,
-                              permutation_spec, reset_bn_stats, weight_matching)
+from shared.landscape import (activation_matching, apply_permutation, evaluate_loss, interpolate_state_dicts,
+                              loss_barrier, permutation_spec, reset_bn_stats, weight_matching)
 from shared.landscape.runs import image_batches, load_run
 from shared.models import create_model
 from shared.train.checkpoint import load_checkpoint
@@ -42,7 +44,7 @@ PARTNER_SUFFIX = "_partner"  # variant V's pair partner is V + PARTNER_SUFFIX (c
 SETTINGS = {"smoke": {"n_images": 64, "n_alphas": 3}, "tiny": {"n_images": 256, "n_alphas": 5},
             "cpu": {"n_images": 1000, "n_alphas": 11}, "paper": {"n_images": 10000, "n_alphas": 25}}
 SPLITS = ("train", "test")
-METHODS = ("naive", "permuted")
+METHODS = ("naive", "permuted", "activation")  # identity, weight matching (Alg. 1), activation matching (§3.1)
 
 
 def interpolation(model: nn.Module, state_a: dict, state_b: dict, alphas, splits: dict[str, list],
@@ -66,15 +68,20 @@ def interpolation(model: nn.Module, state_a: dict, state_b: dict, alphas, splits
 
 def pair_barriers(model: nn.Module, state_a: dict, state_b: dict, splits: dict[str, list], n_alphas: int,
                   seed: int = 0) -> tuple[dict[str, float], dict]:
-    """Naive and weight-matching barriers (Git Re-Basin §3.2, Alg. 1) of the pair (A, B) on every split.
+    """Naive, weight-matching (Git Re-Basin §3.2, Alg. 1) and activation-matching (§3.1) barriers of the pair
+    (A, B) on every split. Activation matching correlates the two models' activations on ``splits["train"]``.
 
-    Returns metrics ``{naive,permuted}_{split}_loss_barrier`` and ``..._error_barrier`` (error = 1 - accuracy), and
-    the curves behind them.
+    Returns metrics ``{naive,permuted,activation}_{split}_loss_barrier`` and ``..._error_barrier`` (error =
+    1 - accuracy), and the curves behind them.
     """
     spec = permutation_spec(model)
     perm = weight_matching(spec, state_a, state_b, seed=seed)
+    model_a, model_b = copy.deepcopy(model), copy.deepcopy(model)
+    model_a.load_state_dict(state_a), model_b.load_state_dict(state_b)
+    perm_act = activation_matching(spec, model_a, model_b, splits["train"])
     # pi(theta_B): W_l <- P_l W_l P_{l-1}^T, functionally the same network as B
-    candidates = {"naive": state_b, "permuted": apply_permutation(spec, perm, state_b)}
+    candidates = {"naive": state_b, "permuted": apply_permutation(spec, perm, state_b),
+                  "activation": apply_permutation(spec, perm_act, state_b)}
     alphas = np.linspace(0.0, 1.0, n_alphas).tolist()
     metrics, curves = {}, {"alpha": alphas}
     for method, state in candidates.items():
@@ -132,8 +139,9 @@ def collect(runs_root: str | Path) -> dict[str, list[dict]]:
 
 
 def barrier_rows(by_variant: dict[str, list[dict]], split: str = "train") -> list[dict]:
-    """Per variant: naive and permuted loss barrier (mean ± sample std over seeds), their paired difference
-    naive - permuted, and in how many seeds the permuted barrier is the lower one (the paper's claim, run by run)."""
+    """Per variant: naive, weight-matched ("permuted") and activation-matched loss barriers (mean ± sample std over
+    seeds), the paired difference naive - permuted, and in how many seeds the permuted barrier is the lower one (the
+    paper's claim, run by run)."""
     rows = []
     for variant, results in by_variant.items():
         naive = [r["metrics"][f"naive_{split}_loss_barrier"] for r in results]
@@ -143,9 +151,14 @@ def barrier_rows(by_variant: dict[str, list[dict]], split: str = "train") -> lis
                      f"permuted {split} loss barrier": _mean_std(permuted),
                      "naive − permuted (paired)": _mean_std([a - b for a, b in zip(naive, permuted)]),
                      "seeds with permuted < naive": sum(b < a for a, b in zip(naive, permuted)),
+                     # derived.json from before activation matching was added has none: shown as "–"
+                     f"activation-matched {split} loss barrier": _mean_std(
+                         [r["metrics"].get(f"activation_{split}_loss_barrier", np.nan) for r in results]),
                      "naive test error barrier": _mean_std([r["metrics"]["naive_test_error_barrier"] for r in results]),
                      "permuted test error barrier": _mean_std(
-                         [r["metrics"]["permuted_test_error_barrier"] for r in results])})
+                         [r["metrics"]["permuted_test_error_barrier"] for r in results]),
+                     "activation-matched test error barrier": _mean_std(
+                         [r["metrics"].get("activation_test_error_barrier", np.nan) for r in results])})
     return rows
 
 
@@ -162,7 +175,9 @@ def plot_curves(by_variant: dict[str, list[dict]], path: Path, split: str = "tra
         axes[0][0].text(0.5, 0.5, "no pair analysed yet", ha="center", va="center")
     for ax, (variant, results) in zip(axes[0], by_variant.items()):
         alphas = results[0]["curves"]["alpha"]
-        for method, style in zip(METHODS, ("--", "-")):
+        for method, style in zip(METHODS, ("--", "-", ":")):
+            if any(method not in r["curves"] for r in results):
+                continue
             losses = np.mean([r["curves"][method][split]["loss"] for r in results], axis=0)
             ax.plot(alphas, losses, style, marker="o", label=method)
         ax.set_title(variant, fontsize=9)
@@ -187,7 +202,8 @@ def write_barrier_section(runs_root: str | Path, out_dir: str | Path) -> Path:
                                                       indent=2))
     plot_curves(by_variant, out_dir / "curves.png")
     note = (f"Runs: `{runs_root}`. Loss barriers of each A variant's runs against their partners (same seed name, "
-            "seed + 1000), naive and after weight matching; mean ± sample std over seeds. Not judged by the verdict "
+            "seed + 1000), naive, after weight matching ('permuted') and after activation matching (on the same "
+            "training images as the train barrier); mean ± sample std over seeds. Not judged by the verdict "
             "rule (two metrics of the same runs, not two variants): read the paired column and its seed count.")
     return write_section(out_dir, barrier_rows(by_variant), ["curves.png"],
                          source=f"python -m papers.git_rebasin.analysis section --runs-root {runs_root}", note=note)
