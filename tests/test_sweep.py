@@ -188,7 +188,7 @@ def test_a_profile_can_run_only_the_first_grid_points(papers):
 
 
 def test_a_profile_can_run_a_subset_of_variants_by_glob(papers):
-    from shared.config.sweep import profile_variants
+    from shared.config.sweep import profile_variants, report_variants
 
     claim = {**PAPER["claims"][0], "profiles": ["tiny"]}
     cfg = dict(PAPER, profiles={"cpu": {"seeds": [0], "variants": ["adamw", "pl*"]}, "tiny": {"seeds": [0, 1, 2]}},
@@ -198,6 +198,8 @@ def test_a_profile_can_run_a_subset_of_variants_by_glob(papers):
     loaded = load_paper("toy")
     # a swept variant's name keeps all its grid points
     assert profile_variants(loaded, "cpu") == ["adamw.lr0.001", "adamw.lr0.01", "plain"]
+    assert report_variants(loaded, "cpu") == ["adamw", "plain"]  # the tables' rows
+    assert report_variants(loaded) == ["adamw", "plain", "sgd"]
     assert profile_variants(loaded, "tiny") == list(loaded["variants"])
 
 

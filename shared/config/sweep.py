@@ -133,10 +133,14 @@ def swept_variants(cfg: dict) -> list[str]:
     return list((cfg.get("sweep") or {}).get("grid", {}))
 
 
-def report_variants(cfg: dict) -> list[str]:
-    """Variants as a reader sees them: unswept ones and swept names (each its best member), in config order."""
+def report_variants(cfg: dict, profile: str | None = None) -> list[str]:
+    """Variants as a reader sees them: unswept ones and swept names (each its best member), in config order; with
+    ``profile``, only those the profile runs (``profiles.<P>.variants``)."""
+    patterns = cfg["profiles"][profile].get("variants") if profile else None
     names, seen = [], set()
     for v in cfg["variants"]:
+        if not _in_profile(cfg, v, patterns):
+            continue
         name = cfg.get(SWEEP_OF, {}).get(v, v)
         if name not in seen:
             seen.add(name)

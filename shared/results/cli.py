@@ -34,7 +34,7 @@ def cmd_aggregate(args: argparse.Namespace) -> int:
     paths = aggregate.find_runs(args.runs_dir, args.paper, args.profile, profile_variants(cfg, args.profile), seeds)
     sweep_df = sweep.sweep_frame(cfg, aggregate.runs_frame(paths))
     runs = sweep.with_best(aggregate.runs_frame(paths), sweep_df)  # a swept variant = its best grid point
-    variants = report_variants(cfg)
+    variants = report_variants(cfg, args.profile)
     summary = aggregate.summarize(runs, variants)
     claims = aggregate.claims_frame(cfg, args.paper, args.profile, runs)
     runs.to_csv(out / readme.RUNS, index=False)
