@@ -4,7 +4,7 @@ import copy
 import pytest
 import yaml
 
-from shared.config import (ConfigError, load_yaml, config_hash, deep_merge, list_papers, load_paper, load_recipe,
+from shared.config import (ConfigError, config_hash, deep_merge, list_papers, load_paper, load_recipe, load_yaml,
                            resolve_paper_run, resolve_run_config)
 
 MINIMAL = {"train": {"steps": 3}}

@@ -184,8 +184,8 @@ def _check_profile_variants(cfg: dict, named: list[str], path: Path) -> None:
         for pattern in patterns:
             if not any(fnmatch.fnmatchcase(n, pattern) for n in named):
                 raise ConfigError(f"{where}: {pattern!r} matches no variant; variants: {', '.join(named)}")
-        runs = set(sweep.profile_variants(cfg, prof))
-        runs |= {cfg.get(sweep.SWEEP_OF, {}).get(v, v) for v in runs}  # a swept variant counts as run
+        # grid points and the swept names they stand for (a claim names the latter)
+        runs = set(sweep.profile_variants(cfg, prof)) | set(sweep.report_variants(cfg, prof))
         for name in sorted(runs & set(cfg["variants"])):
             partner = cfg["variants"][name].get("pair_with")
             if partner is not None and partner not in runs:

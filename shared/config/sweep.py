@@ -135,14 +135,6 @@ def swept_variants(cfg: dict) -> list[str]:
 
 def report_variants(cfg: dict, profile: str | None = None) -> list[str]:
     """Variants as a reader sees them: unswept ones and swept names (each its best member), in config order; with
-    ``profile``, only those the profile runs (``profiles.<P>.variants``)."""
-    patterns = cfg["profiles"][profile].get("variants") if profile else None
-    names, seen = [], set()
-    for v in cfg["variants"]:
-        if not _in_profile(cfg, v, patterns):
-            continue
-        name = cfg.get(SWEEP_OF, {}).get(v, v)
-        if name not in seen:
-            seen.add(name)
-            names.append(name)
-    return names
+    ``profile``, only those the profile runs (``profile_variants``)."""
+    ran = profile_variants(cfg, profile) if profile else cfg["variants"]
+    return list(dict.fromkeys(cfg.get(SWEEP_OF, {}).get(v, v) for v in ran))
