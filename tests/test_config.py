@@ -169,3 +169,20 @@ def test_yaml_merge_keys_may_still_be_overridden(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("a: &a {x: 1, y: 2}\nb:\n  <<: *a\n  y: 3\n")
     assert load_yaml(path) == {"a": {"x": 1, "y": 2}, "b": {"x": 1, "y": 3}}
+
+
+def test_probe_metrics_must_read_a_recorded_probe(tmp_path, monkeypatch):
+    """`probe_metrics` may only read a probe some run records; a bad `reduce` is a schema error naming the key."""
+    monkeypatch.setenv("REPRO_PAPERS_DIR", str(tmp_path))
+    spec = {"top_variance": {"probe": "activations", "key": "variance", "reduce": "last"}}
+    _write_paper(tmp_path, probe_metrics=spec)
+    with pytest.raises(ConfigError, match=r"probe_metrics\.top_variance\.probe: no run records probe 'activations'; "
+                                          r"add it to train\.probes\.names .*enabled: none"):
+        load_paper("p")
+    probes = {"train": {"steps": 2, "probes": {"every": 1, "names": ["activations"]}}}
+    _write_paper(tmp_path, probe_metrics=spec, profiles={"smoke": {"seeds": [0], "overrides": probes}})
+    assert load_paper("p")["probe_metrics"] == spec
+    _write_paper(tmp_path, probe_metrics={"v": {**spec["top_variance"], "reduce": "median"}},
+                 profiles={"smoke": {"seeds": [0], "overrides": probes}})
+    with pytest.raises(ConfigError, match=r"probe_metrics\.v\.reduce"):
+        load_paper("p")

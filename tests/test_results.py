@@ -1,5 +1,6 @@
 """Results tooling on synthetic run directories: aggregation, tables, README sections, ledger, figures, CLI."""
 import json
+import math
 from pathlib import Path
 
 import pandas as pd
@@ -235,6 +236,31 @@ def test_probe_records_become_a_long_table_and_figures(tmp_path):
     assert probes.probe_frame([d], rename={"relu": "relu"}).empty  # runs not named in `rename` are left out
     written = probes.plot_probes(frame, ["mish"], tmp_path / "out", "toy")
     assert sorted(p.name for p in written) == ["probes_activations.png", "probes_weight_norm.png"]
+
+
+def test_probe_metrics_reduce_the_last_probe_record_into_run_columns(tmp_path):
+    """`probe_metrics` (config) -> one column per name in the run's row, from the last record of its probe, reduced
+    over layers in model order; a run that never recorded the probe gets NaN (a claim reports it as missing)."""
+    d = make_run(tmp_path / "runs", "toy", "tiny", "mish", 0, 0.9)
+    with open(d / "metrics.jsonl", "a") as f:
+        for step, scale in ((10, 1.0), (20, 3.0)):  # only the last record (step 20) counts
+            f.write(json.dumps({"kind": "probe", "probe": "activations", "step": step,
+                                "variance": {"blocks.0": 0.5 * scale, "blocks.1": 2.0 * scale, "blocks.2": scale},
+                                "max_abs": {"blocks.0": 4.0 * scale, "blocks.1": 1.0}}) + "\n")
+            f.write(json.dumps({"kind": "probe", "probe": "grad_norms", "step": step, "total": 7.0 * scale}) + "\n")
+    specs = {"top_var": {"probe": "activations", "key": "variance", "reduce": "last"},
+             "growth": {"probe": "activations", "key": "variance", "reduce": "last_over_first"},
+             "peak": {"probe": "activations", "key": "max_abs", "reduce": "max"},
+             "mean_var": {"probe": "activations", "key": "variance", "reduce": "mean"},
+             "grad_total": {"probe": "grad_norms", "key": "total", "reduce": "max"},  # a scalar key as it is
+             "absent": {"probe": "weight_norm", "key": "total", "reduce": "last"}}
+    row = aggregate.load_run(d, specs)
+    assert (row["top_var"], row["growth"], row["peak"]) == (3.0, 2.0, 12.0)
+    assert row["mean_var"] == pytest.approx((1.5 + 6.0 + 3.0) / 3) and row["grad_total"] == 21.0
+    assert math.isnan(row["absent"])
+    assert "top_var" not in aggregate.load_run(d)  # no specs, no columns
+    runs = aggregate.runs_frame([d], specs)
+    assert runs["growth"].tolist() == [2.0]
 
 
 def test_threshold_claim_in_claims_table(tmp_path):

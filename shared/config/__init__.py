@@ -239,9 +239,16 @@ def _load_paper(slug: str, path_str: str, digest: str) -> dict:
                 raise ConfigError(f"{path}: benchmark.tasks.{task}: unknown variant {name!r}; variants: "
                                   f"{', '.join(named)}")
     # every (profile, variant) pair must resolve, so a typo fails at load time, not mid-workflow
+    enabled = set()  # probes some run records: what `probe_metrics` may read
     for prof in cfg["profiles"]:
         for var in cfg["variants"]:
-            _resolve(cfg, slug, var, prof, cfg["profiles"][prof]["seeds"][0], str(path))
+            run = _resolve(cfg, slug, var, prof, cfg["profiles"][prof]["seeds"][0], str(path))
+            enabled.update((run["train"].get("probes") or {}).get("names") or [])
+    for name, spec in (cfg.get("probe_metrics") or {}).items():
+        if spec["probe"] not in enabled:
+            raise ConfigError(f"{path}: probe_metrics.{name}.probe: no run records probe {spec['probe']!r}; add it "
+                              f"to train.probes.names in base or a profile (enabled: "
+                              f"{', '.join(sorted(enabled)) or 'none'})")
     return cfg
 
 

@@ -199,6 +199,17 @@ PAPER_SCHEMA = _obj(
         # per-run analysis of a paper's own (its rules.smk writes <run dir>/derived.json: {"metrics": {...}}),
         # merged into the run's row by `repro aggregate`, so claims can name those metrics
         "analysis": _obj({"derived": {"type": "boolean"}}),
+        # per-run scalars from probe records at each run's last probe step (shared/results/probes.py
+        # ``probe_metrics``), added to the run's row by `repro aggregate` so claims can name them
+        "probe_metrics": {
+            "type": "object",
+            "minProperties": 1,
+            "propertyNames": _NAME,
+            "additionalProperties": _obj(
+                {"probe": _NAME, "key": {"type": "string", "minLength": 1},
+                 "reduce": {"enum": ["last", "first", "max", "min", "mean", "last_over_first"]}},
+                required=("probe", "key", "reduce")),
+        },
         # one table across the papers sharing a toolkit: results/<name>/<profile>/cluster.md (shared/results/cluster.py)
         "cluster": _obj({"name": _NAME, "metrics": {"type": "array", "items": {"type": "string"}, "minItems": 1}},
                         required=("name", "metrics")),

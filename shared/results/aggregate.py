@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from shared.config import run_dir
+from shared.results import probes
 from shared.results.verdict import judge, judge_threshold
 
 log = logging.getLogger(__name__)
@@ -33,8 +34,9 @@ def _read_json(path: Path) -> dict:
         raise ValueError(f"{path}: cannot read JSON: {exc}") from exc
 
 
-def load_run(path: str | Path) -> dict:
-    """One finished run as a flat row: ids, provenance from ``meta.json``, metrics from ``final.json``."""
+def load_run(path: str | Path, probe_specs: dict | None = None) -> dict:
+    """One finished run as a flat row: ids, provenance from ``meta.json``, metrics from ``final.json`` (and a
+    paper's ``derived.json``), plus the paper's ``probe_metrics`` (``probe_specs``) from its probe records."""
     path = Path(path)
     final = _read_json(path / "final.json")
     meta = _read_json(path / "meta.json") if (path / "meta.json").is_file() else {}
@@ -64,6 +66,8 @@ def load_run(path: str | Path) -> dict:
     for name, value in {**(final.get("metrics") or {}), **derived}.items():
         if name not in row or name == "diverged":
             row[name] = math.nan if value is None else value
+    for name, value in probes.probe_metrics(path, probe_specs or {}).items():
+        row.setdefault(name, value)
     return row
 
 
@@ -80,8 +84,8 @@ def find_runs(runs_dir: str | Path, slug: str, profile: str, variants: list[str]
     return found
 
 
-def runs_frame(paths: list[Path]) -> pd.DataFrame:
-    rows = [load_run(p) for p in paths]
+def runs_frame(paths: list[Path], probe_specs: dict | None = None) -> pd.DataFrame:
+    rows = [load_run(p, probe_specs) for p in paths]
     df = pd.DataFrame(rows)
     if df.empty:
         return pd.DataFrame(columns=ID_COLUMNS + PROVENANCE_COLUMNS)

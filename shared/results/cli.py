@@ -32,8 +32,9 @@ def cmd_aggregate(args: argparse.Namespace) -> int:
     out = Path(args.out_dir or Path("results") / args.paper / args.profile)
     out.mkdir(parents=True, exist_ok=True)
     paths = aggregate.find_runs(args.runs_dir, args.paper, args.profile, profile_variants(cfg, args.profile), seeds)
-    sweep_df = sweep.sweep_frame(cfg, aggregate.runs_frame(paths))
-    runs = sweep.with_best(aggregate.runs_frame(paths), sweep_df)  # a swept variant = its best grid point
+    all_runs = aggregate.runs_frame(paths, cfg.get("probe_metrics"))
+    sweep_df = sweep.sweep_frame(cfg, all_runs)
+    runs = sweep.with_best(all_runs, sweep_df)  # a swept variant = its best grid point
     variants = report_variants(cfg, args.profile)
     summary = aggregate.summarize(runs, variants)
     claims = aggregate.claims_frame(cfg, args.paper, args.profile, runs)

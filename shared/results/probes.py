@@ -56,6 +56,40 @@ def probe_frame(paths: list[Path], rename: dict[str, str] | None = None) -> pd.D
     return pd.DataFrame(rows, columns=PROBE_COLUMNS)
 
 
+# reductions of one probe key at a run's last probe step; a per-layer mapping is taken in the model's layer order
+REDUCE = {
+    "last": lambda v: v[-1],  # the deepest layer (e.g. the top of the residual stream)
+    "first": lambda v: v[0],
+    "max": max,
+    "min": min,
+    "mean": lambda v: sum(v) / len(v),
+    "last_over_first": lambda v: v[-1] / v[0] if v[0] else math.nan,  # growth with depth
+}
+
+
+def probe_metrics(path: str | Path, specs: dict) -> dict[str, float]:
+    """Per-run scalars from the run's probe records (config ``probe_metrics``): for each ``name: {probe, key,
+    reduce}``, the ``key`` of the last record of ``probe`` in ``metrics.jsonl``, reduced over layers by
+    ``REDUCE[reduce]`` (a scalar key is taken as it is). A run without that record gives NaN, which a claim then
+    reports as missing."""
+    if not specs:
+        return {}
+    last: dict[str, dict] = {}
+    file = Path(path) / "metrics.jsonl"
+    for line in file.read_text().splitlines() if file.is_file() else []:
+        rec = json.loads(line) if line.strip() else {}
+        if rec.get("kind") == "probe":
+            last[rec["probe"]] = rec  # records are in step order
+    out = {}
+    for name, spec in specs.items():
+        value = last.get(spec["probe"], {}).get(spec["key"])
+        if isinstance(value, dict):
+            numbers = [_number(v) for v in value.values()]
+            value = REDUCE[spec["reduce"]](numbers) if numbers and None not in numbers else None
+        out[name] = _number(value) if value is not None else math.nan
+    return out
+
+
 def plot_probes(frame: pd.DataFrame, variants: list[str], out_dir: str | Path, title: str = "") -> list[Path]:
     """One figure per probe (``probes_<probe>.png``): a panel per key, lines per variant (see module docstring)."""
     import matplotlib.pyplot as plt
