@@ -253,9 +253,13 @@ def test_probe_metrics_reduce_the_last_probe_record_into_run_columns(tmp_path):
              "peak": {"probe": "activations", "key": "max_abs", "reduce": "max"},
              "mean_var": {"probe": "activations", "key": "variance", "reduce": "mean"},
              "grad_total": {"probe": "grad_norms", "key": "total", "reduce": "max"},  # a scalar key as it is
-             "absent": {"probe": "weight_norm", "key": "total", "reduce": "last"}}
+             "absent": {"probe": "weight_norm", "key": "total", "reduce": "last"},
+             "early_growth": {"probe": "activations", "key": "variance", "reduce": "last_over_first", "at": "first",
+                              "layers": "blocks.[12]"},  # step 10, blocks 1-2 only: 1.0 / 2.0
+             "no_layer": {"probe": "activations", "key": "variance", "reduce": "max", "layers": "head*"}}
     row = aggregate.load_run(d, specs)
     assert (row["top_var"], row["growth"], row["peak"]) == (3.0, 2.0, 12.0)
+    assert row["early_growth"] == 0.5 and math.isnan(row["no_layer"])
     assert row["mean_var"] == pytest.approx((1.5 + 6.0 + 3.0) / 3) and row["grad_total"] == 21.0
     assert math.isnan(row["absent"])
     assert "top_var" not in aggregate.load_run(d)  # no specs, no columns

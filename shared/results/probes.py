@@ -8,6 +8,7 @@ the last probe step by layer order (mean over seeds), one panel per key.
 """
 from __future__ import annotations
 
+import fnmatch
 import json
 import math
 from pathlib import Path
@@ -69,22 +70,27 @@ REDUCE = {
 
 def probe_metrics(path: str | Path, specs: dict) -> dict[str, float]:
     """Per-run scalars from the run's probe records (config ``probe_metrics``): for each ``name: {probe, key,
-    reduce}``, the ``key`` of the last record of ``probe`` in ``metrics.jsonl``, reduced over layers by
-    ``REDUCE[reduce]`` (a scalar key is taken as it is). A run without that record gives NaN, which a claim then
-    reports as missing."""
+    reduce, layers?, at?}``, the ``key`` of the last (``at: first``: the first) record of ``probe`` in
+    ``metrics.jsonl``, restricted to the layers matching the glob ``layers`` (all when absent) and reduced over them
+    in model order by ``REDUCE[reduce]`` (a scalar key is taken as it is). A run without that record, or no
+    matching layer, gives NaN, which a claim then reports as missing."""
     if not specs:
         return {}
+    first: dict[str, dict] = {}
     last: dict[str, dict] = {}
     file = Path(path) / "metrics.jsonl"
     for line in file.read_text().splitlines() if file.is_file() else []:
         rec = json.loads(line) if line.strip() else {}
         if rec.get("kind") == "probe":
+            first.setdefault(rec["probe"], rec)
             last[rec["probe"]] = rec  # records are in step order
     out = {}
     for name, spec in specs.items():
-        value = last.get(spec["probe"], {}).get(spec["key"])
+        record = (first if spec.get("at") == "first" else last).get(spec["probe"], {})
+        value = record.get(spec["key"])
         if isinstance(value, dict):
-            numbers = [_number(v) for v in value.values()]
+            pattern = spec.get("layers") or "*"
+            numbers = [_number(v) for layer, v in value.items() if fnmatch.fnmatchcase(layer, pattern)]
             value = REDUCE[spec["reduce"]](numbers) if numbers and None not in numbers else None
         out[name] = _number(value) if value is not None else math.nan
     return out
