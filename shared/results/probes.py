@@ -28,6 +28,15 @@ def _number(v) -> float | None:
     return x if math.isfinite(x) else None
 
 
+def _probe_records(path: Path):
+    """The run's probe records (``kind: probe``) from its ``metrics.jsonl``, in file (step) order."""
+    file = Path(path) / "metrics.jsonl"
+    for line in file.read_text().splitlines() if file.is_file() else []:
+        rec = json.loads(line) if line.strip() else {}
+        if rec.get("kind") == "probe":
+            yield rec
+
+
 def probe_frame(paths: list[Path], rename: dict[str, str] | None = None) -> pd.DataFrame:
     """Every probe record of the runs at ``paths`` as rows; ``rename`` maps run variants (grid points) to the
     names to report (a swept variant's best grid point)."""
@@ -40,11 +49,7 @@ def probe_frame(paths: list[Path], rename: dict[str, str] | None = None) -> pd.D
                 continue
             variant = rename[variant]
         seed = int(meta.get("seed", path.name.removeprefix("seed")))
-        file = path / "metrics.jsonl"
-        for line in file.read_text().splitlines() if file.is_file() else []:
-            rec = json.loads(line) if line.strip() else {}
-            if rec.get("kind") != "probe":
-                continue
+        for rec in _probe_records(path):
             for key, value in rec.items():
                 if key in ("kind", "probe", "step"):
                     continue
@@ -57,7 +62,7 @@ def probe_frame(paths: list[Path], rename: dict[str, str] | None = None) -> pd.D
     return pd.DataFrame(rows, columns=PROBE_COLUMNS)
 
 
-# reductions of one probe key at a run's last probe step; a per-layer mapping is taken in the model's layer order
+# reductions of one probe key at a run's first or last probe record; a per-layer mapping is taken in the model's layer order
 REDUCE = {
     "last": lambda v: v[-1],  # the deepest layer (e.g. the top of the residual stream)
     "first": lambda v: v[0],
@@ -78,12 +83,9 @@ def probe_metrics(path: str | Path, specs: dict) -> dict[str, float]:
         return {}
     first: dict[str, dict] = {}
     last: dict[str, dict] = {}
-    file = Path(path) / "metrics.jsonl"
-    for line in file.read_text().splitlines() if file.is_file() else []:
-        rec = json.loads(line) if line.strip() else {}
-        if rec.get("kind") == "probe":
-            first.setdefault(rec["probe"], rec)
-            last[rec["probe"]] = rec  # records are in step order
+    for rec in _probe_records(path):
+        first.setdefault(rec["probe"], rec)
+        last[rec["probe"]] = rec  # records are in step order
     out = {}
     for name, spec in specs.items():
         record = (first if spec.get("at") == "first" else last).get(spec["probe"], {})
