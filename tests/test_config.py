@@ -140,6 +140,16 @@ def test_paper_claim_with_unknown_variant_fails(tmp_path, monkeypatch):
         load_paper("p")
 
 
+def test_paper_claim_compares_exactly_one_of_b_threshold_b_metric(tmp_path, monkeypatch):
+    monkeypatch.setenv("REPRO_PAPERS_DIR", str(tmp_path))
+    claim = {"id": "c", "text": "t", "metric": "m", "direction": "less"}
+    _write_paper(tmp_path, claims=[dict(claim, compare={"a": "a", "b_metric": "n"})])
+    assert load_paper("p")["claims"][0]["compare"]["b_metric"] == "n"
+    _write_paper(tmp_path, claims=[dict(claim, compare={"a": "a", "b": "b", "b_metric": "n"})])
+    with pytest.raises(ConfigError, match=r"claims\.0\.compare"):
+        load_paper("p")
+
+
 def test_paper_variant_typo_fails_at_load(tmp_path, monkeypatch):
     monkeypatch.setenv("REPRO_PAPERS_DIR", str(tmp_path))
     _write_paper(tmp_path, variants={"a": {"overrides": {"optimizer": {"learning_rate": 0.1}}}})

@@ -319,3 +319,18 @@ def test_cluster_table_rows_per_paper_variant_and_only_declared_metrics(tmp_path
     assert len(pd.read_csv(tmp_path / "land" / "tiny" / "cluster.csv")) == 4
     with pytest.raises(ValueError, match="no paper declares cluster 'nope'"):
         write_cluster(papers, "nope", "tiny", tmp_path, tmp_path / "x")
+
+
+def test_paired_claim_compares_two_metrics_of_the_same_runs():
+    import pandas as pd
+
+    runs = pd.DataFrame({"variant": ["mlp"] * 3 + ["other"] * 3, "seed": [0, 1, 2] * 2,
+                         "naive": [0.50, 0.80, 0.65, 9.0, 9.0, 9.0],
+                         "permuted": [0.41, 0.69, 0.55, 0.0, 0.0, 0.0]})
+    paper = dict(PAPER, claims=[{"id": "matching_lowers_barrier", "text": "Permuted barrier below the naive one.",
+                                 "metric": "permuted", "compare": {"a": "mlp", "b_metric": "naive"},
+                                 "direction": "less"}])
+    row = aggregate.claims_frame(paper, "toy", "tiny", runs).iloc[0]
+    assert row["b"] == "mlp: naive" and row["verdict"] == "reproduced"  # the other variant's rows are not used
+    assert row["mean_b"] == pytest.approx(0.65) and row["effect"] == pytest.approx(0.10)
+    assert "`mlp: naive`" in tables.claims_table(aggregate.claims_frame(paper, "toy", "tiny", runs))

@@ -105,3 +105,31 @@ def test_threshold_claims_use_a_one_sample_interval():
     assert judge_threshold(a, 0.95, "less").verdict == "reproduced"
     assert judge_threshold(a[:2], 0.9, "greater").reason.startswith("n<3")
     assert judge_threshold(a + [float("nan")], 0.9, "greater").verdict == "inconclusive"
+
+
+def test_paired_claims_use_the_per_run_differences():
+    from scipy import stats as st
+
+    from shared.results.verdict import judge_paired
+
+    # the same three runs measured twice (a barrier before and after weight matching): the sides overlap a lot
+    # (Welch over the two sides would be inconclusive), but every run's difference is 0.10 ± 0.01
+    naive = [0.50, 0.80, 0.65]
+    permuted = [0.41, 0.69, 0.55]
+    diffs = [p - n for p, n in zip(permuted, naive)]  # -0.09, -0.11, -0.10: mean -0.10, sample std 0.01
+    v = judge_paired(permuted, naive, "less")
+    half = st.t.ppf(0.975, 2) * 0.01 / 3 ** 0.5
+    assert v.effect == pytest.approx(0.10) and v.ci_low == pytest.approx(0.10 - half)
+    assert v.ci_high == pytest.approx(0.10 + half)
+    assert v.verdict == REPRODUCED and sum(diffs) / 3 == pytest.approx(-0.10)
+    assert judge(permuted, naive, "less").verdict == INCONCLUSIVE
+    assert (v.mean_a, v.mean_b, v.n_a, v.n_b) == (pytest.approx(0.55), pytest.approx(0.65), 3, 3)
+    assert judge_paired(permuted, naive, "greater").verdict == NOT_REPRODUCED
+    assert judge_paired(permuted, naive, "less", margin=0.2).verdict == NOT_REPRODUCED  # 0.10 is below 0.2
+    # a run with one value missing: inconclusive, named as the pair's
+    missing = judge_paired([0.41, math.nan, 0.55], naive, "less")
+    assert missing.verdict == INCONCLUSIVE and missing.reason.startswith("paired a − b: 1 of 3")
+    assert missing.missing_a == 1 and missing.missing_b == 0
+    assert judge_paired(permuted[:2], naive[:2], "less").reason.startswith("n<3")
+    with pytest.raises(ValueError, match="one a and one b per run"):
+        judge_paired(permuted, naive[:2], "less")

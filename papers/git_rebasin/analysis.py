@@ -191,8 +191,9 @@ def plot_curves(by_variant: dict[str, list[dict]], path: Path, split: str = "tra
 
 
 def write_barrier_section(runs_root: str | Path, out_dir: str | Path) -> Path:
-    """``out_dir/section.md`` (+ ``curves.png``, ``barriers.json``): the naive vs permuted comparison, which the
-    shared verdict rule cannot judge (it compares two variants, this compares two metrics of the same runs)."""
+    """``out_dir/section.md`` (+ ``curves.png``, ``barriers.json``): the naive vs permuted comparison at every
+    width, pair by pair (the config's ``*_permuted_barrier_below_naive`` claims judge the widest model of each
+    family with the shared rule's paired form, ``compare: {a, b_metric}``)."""
     from shared.results.readme import write_section  # noqa: PLC0415
 
     out_dir = Path(out_dir)
@@ -203,8 +204,9 @@ def write_barrier_section(runs_root: str | Path, out_dir: str | Path) -> Path:
     plot_curves(by_variant, out_dir / "curves.png")
     note = (f"Runs: `{runs_root}`. Loss barriers of each A variant's runs against their partners (same seed name, "
             "seed + 1000), naive, after weight matching ('permuted') and after activation matching (on the same "
-            "training images as the train barrier); mean ± sample std over seeds. Not judged by the verdict "
-            "rule (two metrics of the same runs, not two variants): read the paired column and its seed count.")
+            "training images as the train barrier); mean ± sample std over seeds. The widest model of each family is "
+            "judged in the claims table (`*_permuted_barrier_below_naive`, a paired t interval over the pairs); the "
+            "paired column shows every width.")
     return write_section(out_dir, barrier_rows(by_variant), ["curves.png"],
                          source=f"python -m papers.git_rebasin.analysis section --runs-root {runs_root}", note=note)
 

@@ -120,10 +120,12 @@ CLAIM_SCHEMA = _obj(
         "text": {"type": "string", "minLength": 1},
         "paper_value": {"type": ["string", "null"]},
         "metric": {"type": "string", "minLength": 1},
-        # a vs variant b, or a vs a fixed number (threshold: "reaches 94% accuracy"); exactly one of b, threshold
-        "compare": {**_obj({"a": {"type": "string"}, "b": {"type": "string"}, "threshold": {"type": "number"}},
+        # a vs variant b, a vs a fixed number (threshold: "reaches 94% accuracy"), or metric vs another metric of a's
+        # own runs, paired by run (b_metric: "the permuted barrier is below the naive one"); exactly one of the three
+        "compare": {**_obj({"a": {"type": "string"}, "b": {"type": "string"}, "threshold": {"type": "number"},
+                            "b_metric": {"type": "string"}},
                            required=("a",)),
-                    "oneOf": [{"required": ["b"]}, {"required": ["threshold"]}]},
+                    "oneOf": [{"required": ["b"]}, {"required": ["threshold"]}, {"required": ["b_metric"]}]},
         "direction": {"enum": ["greater", "less"]},
         "margin": {"type": "number", "minimum": 0},
         "profiles": {"type": "array", "items": {"type": "string"}},

@@ -15,7 +15,7 @@ import pandas as pd
 
 from shared.config import run_dir
 from shared.results import probes
-from shared.results.verdict import judge, judge_threshold
+from shared.results.verdict import judge, judge_paired, judge_threshold
 
 log = logging.getLogger(__name__)
 
@@ -126,18 +126,23 @@ def claims_frame(paper_cfg: dict, slug: str, profile: str, runs: pd.DataFrame) -
         if claim.get("profiles") and profile not in claim["profiles"]:
             continue
         metric, a = claim["metric"], claim["compare"]["a"]
-        threshold = claim["compare"].get("threshold")
-        b = claim["compare"]["b"] if threshold is None else f"threshold {threshold:g}"
+        threshold, b_metric = claim["compare"].get("threshold"), claim["compare"].get("b_metric")
 
-        def values(variant):
-            if metric not in runs.columns:
+        def values(variant, column=metric):
+            if column not in runs.columns:
                 return [math.nan] * int((runs["variant"] == variant).sum())
-            return runs.loc[runs["variant"] == variant, metric].tolist()
+            return runs.loc[runs["variant"] == variant, column].tolist()
 
-        if threshold is None:
-            v = judge(values(a), values(b), claim["direction"], claim.get("margin", 0.0))
+        margin = claim.get("margin", 0.0)
+        if threshold is not None:
+            b = f"threshold {threshold:g}"
+            v = judge_threshold(values(a), threshold, claim["direction"], margin)
+        elif b_metric is not None:  # two metrics of the same runs: row i of each list is run i
+            b = f"{a}: {b_metric}"
+            v = judge_paired(values(a), values(a, b_metric), claim["direction"], margin)
         else:
-            v = judge_threshold(values(a), threshold, claim["direction"], claim.get("margin", 0.0))
+            b = claim["compare"]["b"]
+            v = judge(values(a), values(b), claim["direction"], margin)
         rows.append({"paper": slug, "profile": profile, "claim": claim["id"], "text": claim["text"],
                      "paper_value": claim.get("paper_value") or "", "metric": metric, "a": a, "b": b,
                      "direction": claim["direction"], "margin": claim.get("margin", 0.0), **v.as_dict(),

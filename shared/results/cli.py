@@ -42,7 +42,8 @@ def cmd_aggregate(args: argparse.Namespace) -> int:
     summary.to_csv(out / readme.SUMMARY, index=False)
     claims.to_csv(out / readme.CLAIMS, index=False)
     title = f"{args.paper} · profile {args.profile}"
-    claim_metrics = list(dict.fromkeys(c["metric"] for c in cfg.get("claims", [])))
+    claim_metrics = list(dict.fromkeys(m for c in cfg.get("claims", [])
+                                       for m in (c["metric"], c["compare"].get("b_metric")) if m))
     plots.claims_bars(runs, claim_metrics, variants, out / readme.FIG_CLAIMS, title)
     curves = aggregate.learning_curves(paths)
     best = {m: v for v, m in zip(runs["variant"], runs["selected_member"]) if m}

@@ -13,13 +13,16 @@ Rule (also rendered into every paper README and the ledger by ``RULE_TEXT``):
   CI excludes the claimed sign); otherwise ``inconclusive``.
 * A claim against a fixed number (``compare: {a, threshold: x}``, e.g. "reaches 94% accuracy") uses d = s · (mean(a) −
   x) and a one-sample t interval (``judge_threshold``); the rest of the rule is the same.
+* A claim between two metrics of the same runs (``compare: {a, b_metric: N}``, e.g. "after weight matching the barrier
+  is lower than before", in the same pairs of networks) uses the per-run differences M − N, d = s · mean(M − N), and
+  a one-sample (paired) t interval over runs (``judge_paired``); the rest of the rule is the same.
 * Zero variance on both sides makes the CI the single point d: then d > m is ``reproduced``, d < m ``not reproduced``
   and d = m ``inconclusive``.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Iterable
 
 from scipy import stats
@@ -32,7 +35,8 @@ RULE_TEXT = (
     "**Verdict rule** (`shared/results/verdict.py`). For each claim \"a is greater (or less) than b in metric M\" we "
     "take the effect d = mean(a) − mean(b), signed so that d > 0 points the way the paper claims, and its 95% "
     "confidence interval from Welch's t-test over seeds (for a claim against a fixed number, \"a reaches x\", "
-    "d = mean(a) − x with a one-sample t interval). **reproduced**: the whole interval lies above the claimed "
+    "d = mean(a) − x with a one-sample t interval; for two metrics of the same runs, the mean of the per-run "
+    "differences with a paired t interval). **reproduced**: the whole interval lies above the claimed "
     "margin (0 unless the claim gives one); **not reproduced**: the whole interval lies below it (with no margin: "
     "the data exclude the claimed sign); otherwise **inconclusive**. Fewer than 3 seeds on either side, or any "
     "missing value (e.g. a run that never reached the target loss, or a NaN loss after divergence), is "
@@ -78,6 +82,12 @@ def _clean(values: Iterable) -> tuple[list[float], int]:
         else:
             missing += 1
     return finite, missing
+
+
+def _difference(x, y) -> float:
+    """x − y as a float, NaN when either is missing or non-finite."""
+    (fx, _), (fy, _) = _clean([x]), _clean([y])
+    return fx[0] - fy[0] if fx and fy else math.nan
 
 
 def _mean_std(xs: list[float]) -> tuple[float, float]:
@@ -145,6 +155,24 @@ def judge_threshold(a: Iterable, threshold: float, direction: str, margin: float
         half = stats.t.ppf(0.5 + CONFIDENCE / 2, len(fa) - 1) * se
         lo, hi, p = diff - half, diff + half, float(2.0 * stats.t.sf(abs(diff) / se, len(fa) - 1))
     return _classify(out, sign, diff, lo, hi, p, margin)
+
+
+def judge_paired(a: Iterable, b: Iterable, direction: str, margin: float = 0.0,
+                 min_seeds: int = MIN_SEEDS) -> Verdict:
+    """The same rule for two metrics of the same runs, ``a[i]`` and ``b[i]`` from run i: d = s · mean(a − b) with the
+    95% CI of a paired (one-sample) t-test on the per-run differences. A run with either value missing or non-finite
+    makes the claim inconclusive, as in ``judge``. Reported with both sides' own means and stds."""
+    a, b = list(a), list(b)
+    if len(a) != len(b):
+        raise ValueError(f"paired values need one a and one b per run, got {len(a)} and {len(b)}")
+    diffs = [_difference(x, y) for x, y in zip(a, b)]
+    v = judge_threshold(diffs, 0.0, direction, margin, min_seeds)
+    fa, miss_a = _clean(a)
+    fb, miss_b = _clean(b)
+    (ma, sa), (mb, sb) = _mean_std(fa), _mean_std(fb)
+    reason = v.reason.replace("a: ", "paired a − b: ", 1) if v.reason.startswith("a: ") else v.reason
+    return replace(v, reason=reason, n_b=len(b), mean_a=ma, std_a=sa, mean_b=mb, std_b=sb, missing_a=miss_a,
+                   missing_b=miss_b)
 
 
 def judge(a: Iterable, b: Iterable, direction: str, margin: float = 0.0,
