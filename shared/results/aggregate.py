@@ -145,7 +145,7 @@ def claims_frame(paper_cfg: dict, slug: str, profile: str, runs: pd.DataFrame) -
             v = judge(values(a), values(b), claim["direction"], margin)
         rows.append({"paper": slug, "profile": profile, "claim": claim["id"], "text": claim["text"],
                      "paper_value": claim.get("paper_value") or "", "metric": metric, "a": a, "b": b,
-                     "direction": claim["direction"], "margin": claim.get("margin", 0.0), **v.as_dict(),
+                     "direction": claim["direction"], "margin": margin, **v.as_dict(),
                      "data_variant": _single(runs, "data_variant"), "tokenizer": _single(runs, "tokenizer"),
                      "precision": _single(runs, "precision"),
                      "device": _single(runs, "device")})
