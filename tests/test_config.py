@@ -196,3 +196,11 @@ def test_probe_metrics_must_read_a_recorded_probe(tmp_path, monkeypatch):
                  profiles={"smoke": {"seeds": [0], "overrides": probes}})
     with pytest.raises(ConfigError, match=r"probe_metrics\.v\.reduce"):
         load_paper("p")
+    for bad in ({"reduce": "frac_above"}, {"reduce": "max", "threshold": 1.0}):  # threshold iff frac_above
+        _write_paper(tmp_path, probe_metrics={"v": {**spec["top_variance"], **bad}},
+                     profiles={"smoke": {"seeds": [0], "overrides": probes}})
+        with pytest.raises(ConfigError, match=r"probe_metrics\.v: `threshold` goes with `reduce: frac_above`"):
+            load_paper("p")
+    share = {"v": {**spec["top_variance"], "reduce": "frac_above", "threshold": 1.0}}
+    _write_paper(tmp_path, probe_metrics=share, profiles={"smoke": {"seeds": [0], "overrides": probes}})
+    assert load_paper("p")["probe_metrics"] == share

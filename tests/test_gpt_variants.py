@@ -262,6 +262,28 @@ def test_attention_stats_uniform_when_q_k_zero():
     assert attn.last_stats["entropy"] == pytest.approx(expected, abs=1e-5)
     assert attn.last_stats["max_logit"] == pytest.approx(0.0, abs=1e-6)
     assert isinstance(attn.last_stats["entropy"], float) and isinstance(attn.last_stats["max_logit"], float)
+    assert attn.last_stats["head_entropy_ratio"] == pytest.approx([1.0, 1.0], abs=1e-5)  # uniform; n_head = 2
+
+
+def test_attention_stats_per_head():
+    """Head 0 uniform (its q = k = 0), head 1 peaked: each head's entropy over uniform attention's, on its own."""
+    torch.manual_seed(0)
+    attn = CausalSelfAttention(GPTConfig(**SMALL)).eval()  # d_model 8, 2 heads of 4: q rows 0-7, k rows 8-15
+    with torch.no_grad():
+        for rows in (slice(0, 4), slice(8, 12)):  # head 0's q and k
+            attn.c_attn.weight[rows].zero_()
+            attn.c_attn.bias[rows].zero_()
+        attn.c_attn.weight[4:8].mul_(50.0)  # head 1's q: large logits, nearly one-hot attention
+    attn.record_stats = True
+    T = 6
+    with torch.no_grad():
+        attn(torch.randn(3, T, 8))
+    r0, r1 = attn.last_stats["head_entropy_ratio"]
+    assert r0 == pytest.approx(1.0, abs=1e-5) and r1 < 0.5  # H_i / log(i + 1): 1 for uniform attention
+    attn.record_stats = True
+    with torch.no_grad():
+        attn(torch.randn(3, 1, 8))  # one query, one key: no ratio to take
+    assert "head_entropy_ratio" not in attn.last_stats and attn.last_stats["entropy"] == 0.0
 
 
 @pytest.mark.parametrize("kwargs", [{}, {"qk_norm": True}, {"norm_placement": "normformer"}])

@@ -247,9 +247,9 @@ def test_layer_skip_delta_loss():
 class StandInAttention(nn.Module):
     """The attention-stats contract (shared/probes/attention.py) around non-causal attention of x with itself."""
 
-    def __init__(self):
+    def __init__(self, heads: int = 0):
         super().__init__()
-        self.record_stats, self.last_stats = False, None
+        self.record_stats, self.last_stats, self.heads = False, None, heads
 
     def forward(self, x):  # x: (B, L, d)
         logits = x @ x.transpose(1, 2) / math.sqrt(x.shape[-1])
@@ -257,6 +257,8 @@ class StandInAttention(nn.Module):
         if self.record_stats:
             entropy = -(p * p.clamp_min(1e-30).log()).sum(-1).mean().item()
             self.last_stats = {"entropy": entropy, "max_logit": logits.max().item()}
+            if self.heads:  # the optional per-head list: uniform attention over L keys is a ratio of 1 in each head
+                self.last_stats["head_entropy_ratio"] = [entropy / math.log(x.shape[1])] * self.heads
         return p @ x
 
 
@@ -267,9 +269,19 @@ def test_attention_entropy_of_uniform_attention_is_log_length():
     values = probe.on_fixed_batch(probe.batch)
     assert values["entropy"] == {"blocks.0": pytest.approx(math.log(5)), "blocks.1": pytest.approx(math.log(5))}
     assert values["max_logit"] == {"blocks.0": pytest.approx(2.0), "blocks.1": pytest.approx(2.0)}
+    assert "head_entropy_ratio" not in values  # the stand-ins report no per-head list
     assert not any(block.record_stats for block in model.blocks)  # switched off again after the probe's pass
     with pytest.raises(ValueError, match="record_stats"):
         PROBES.create("attention", nn.Linear(2, 2), None, batch_of(model, x))
+
+
+def test_attention_probe_names_each_head():
+    model = Blocks([StandInAttention(heads=2), StandInAttention(heads=2)], nn.Identity())
+    x = torch.ones(2, 5, 4)
+    probe = PROBES.create("attention", model, None, batch_of(model, x))
+    heads = probe.on_fixed_batch(probe.batch)["head_entropy_ratio"]
+    assert list(heads) == ["blocks.0.h0", "blocks.0.h1", "blocks.1.h0", "blocks.1.h1"]
+    assert all(h == pytest.approx(1.0) for h in heads.values())
 
 
 # --- configuration -----------------------------------------------------------------------------------------------

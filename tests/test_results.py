@@ -256,12 +256,16 @@ def test_probe_metrics_reduce_the_last_probe_record_into_run_columns(tmp_path):
              "absent": {"probe": "weight_norm", "key": "total", "reduce": "last"},
              "early_growth": {"probe": "activations", "key": "variance", "reduce": "last_over_first", "at": "first",
                               "layers": "blocks.[12]"},  # step 10, blocks 1-2 only: 1.0 / 2.0
-             "no_layer": {"probe": "activations", "key": "variance", "reduce": "max", "layers": "head*"}}
+             "no_layer": {"probe": "activations", "key": "variance", "reduce": "max", "layers": "head*"},
+             "share_above": {"probe": "activations", "key": "variance", "reduce": "frac_above", "threshold": 2.5},
+             "share_above_01": {"probe": "activations", "key": "variance", "reduce": "frac_above", "threshold": 1.5,
+                                "layers": "blocks.[01]"}}  # 1.5 is not above 1.5
     row = aggregate.load_run(d, specs)
     assert (row["top_var"], row["growth"], row["peak"]) == (3.0, 2.0, 12.0)
     assert row["early_growth"] == 0.5 and math.isnan(row["no_layer"])
     assert row["mean_var"] == pytest.approx((1.5 + 6.0 + 3.0) / 3) and row["grad_total"] == 21.0
     assert math.isnan(row["absent"])
+    assert row["share_above"] == pytest.approx(2 / 3) and row["share_above_01"] == 0.5  # of (1.5, 6.0, 3.0)
     assert "top_var" not in aggregate.load_run(d)  # no specs, no columns
     runs = aggregate.runs_frame([d], specs)
     assert runs["growth"].tolist() == [2.0]

@@ -245,6 +245,9 @@ def _load_paper(slug: str, path_str: str, digest: str) -> dict:
             run = _resolve(cfg, slug, var, prof, cfg["profiles"][prof]["seeds"][0], str(path))
             enabled.update((run["train"].get("probes") or {}).get("names") or [])
     for name, spec in (cfg.get("probe_metrics") or {}).items():
+        if (spec["reduce"] == "frac_above") != ("threshold" in spec):
+            raise ConfigError(f"{path}: probe_metrics.{name}: `threshold` goes with `reduce: frac_above` (the "
+                              f"fraction of layers whose value exceeds it) and only with it")
         if spec["probe"] not in enabled:
             raise ConfigError(f"{path}: probe_metrics.{name}.probe: no run records probe {spec['probe']!r}; add it "
                               f"to train.probes.names in base or a profile (enabled: "

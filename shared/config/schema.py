@@ -209,7 +209,8 @@ PAPER_SCHEMA = _obj(
             "propertyNames": _NAME,
             "additionalProperties": _obj(
                 {"probe": _NAME, "key": {"type": "string", "minLength": 1},
-                 "reduce": {"enum": ["last", "first", "max", "min", "mean", "last_over_first"]},
+                 "reduce": {"enum": ["last", "first", "max", "min", "mean", "last_over_first", "frac_above"]},
+                 "threshold": {"type": "number"},  # with reduce: frac_above
                  "layers": {"type": "string", "minLength": 1},  # a glob over layer names, e.g. "blocks.*"
                  "at": {"enum": ["first", "last"]}},  # which probe record: the run's first or last (default)
                 required=("probe", "key", "reduce")),

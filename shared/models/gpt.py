@@ -231,8 +231,10 @@ class CausalSelfAttention(nn.Module):
     def attention_with_stats(self, q, k, v, dropout_p: float) -> torch.Tensor:
         """softmax(z) v with z_ij = q_i . k_j / sqrt(d_h) for j <= i (arXiv:1706.03762 Eq. 1, causal mask), written
         out so the weights can be measured (arXiv:2309.14322 §3.1.1, attention-logit growth / entropy collapse):
-            entropy   = mean over batch, heads, queries i of H_i = - sum_j p_ij log p_ij   (nats)
-            max_logit = max over batch, heads, i and allowed j of z_ij."""
+            entropy            = mean over batch, heads, queries i of H_i = - sum_j p_ij log p_ij   (nats)
+            head_entropy_ratio = per head, the mean over batch and queries i >= 1 of H_i / log(i + 1): its entropy
+                                 as a fraction of uniform attention's (1 = uniform); a list of n_head floats
+            max_logit          = max over batch, heads, i and allowed j of z_ij."""
         T = q.shape[-2]
         allowed = torch.ones(T, T, dtype=torch.bool, device=q.device).tril()
         # z_ij = q_i . k_j / sqrt(d_h), -inf where j > i
@@ -240,8 +242,11 @@ class CausalSelfAttention(nn.Module):
         probs = logits.softmax(dim=-1)
         with torch.no_grad():
             # H_i = - sum_j p_ij log p_ij, with 0 log 0 = 0 for the masked keys
-            entropy = -torch.special.xlogy(probs, probs).sum(dim=-1)
+            entropy = -torch.special.xlogy(probs, probs).sum(dim=-1)  # (B, n_head, T)
             self.last_stats = {"entropy": entropy.mean().item(), "max_logit": logits.max().item()}
+            if T > 1:  # H_i / log(i + 1): query i's entropy over uniform attention's, i >= 1 (query 0 has one key)
+                ratio = entropy[..., 1:] / torch.arange(2, T + 1, device=q.device).log()
+                self.last_stats["head_entropy_ratio"] = ratio.mean(dim=(0, 2)).tolist()
         return F.dropout(probs, p=dropout_p, training=dropout_p > 0) @ v
 
 

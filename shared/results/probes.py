@@ -11,6 +11,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import math
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
@@ -73,12 +74,18 @@ REDUCE = {
 }
 
 
+def frac_above(values: list[float], threshold: float) -> float:
+    """The fraction of ``values`` strictly above ``threshold`` (``reduce: frac_above``), e.g. the share of attention
+    heads near maximal entropy (arXiv:2410.09637's "entropic overload")."""
+    return sum(v > threshold for v in values) / len(values)
+
+
 def probe_metrics(path: str | Path, specs: dict) -> dict[str, float]:
     """Per-run scalars from the run's probe records (config ``probe_metrics``): for each ``name: {probe, key,
-    reduce, layers?, at?}``, the ``key`` of the last (``at: first``: the first) record of ``probe`` in
+    reduce, layers?, at?, threshold?}``, the ``key`` of the last (``at: first``: the first) record of ``probe`` in
     ``metrics.jsonl``, restricted to the layers matching the glob ``layers`` (all when absent) and reduced over them
-    in model order by ``REDUCE[reduce]`` (a scalar key is taken as it is). A run without that record, or no
-    matching layer, gives NaN, which a claim then reports as missing."""
+    in model order by ``REDUCE[reduce]``, or by ``frac_above`` with ``threshold`` (a scalar key is taken as it is).
+    A run without that record, or no matching layer, gives NaN, which a claim then reports as missing."""
     if not specs:
         return {}
     first: dict[str, dict] = {}
@@ -93,7 +100,9 @@ def probe_metrics(path: str | Path, specs: dict) -> dict[str, float]:
         if isinstance(value, dict):
             pattern = spec.get("layers") or "*"
             numbers = [_number(v) for layer, v in value.items() if fnmatch.fnmatchcase(layer, pattern)]
-            value = REDUCE[spec["reduce"]](numbers) if numbers and None not in numbers else None
+            reduce = (partial(frac_above, threshold=spec["threshold"]) if spec["reduce"] == "frac_above"
+                      else REDUCE[spec["reduce"]])
+            value = reduce(numbers) if numbers and None not in numbers else None
         out[name] = _number(value) if value is not None else math.nan
     return out
 
