@@ -10,8 +10,9 @@ Contract with the models (shared/models/gpt.py): an attention module exposes a b
 (default False); when True its forward computes attention explicitly and stores
 ``self.last_stats = {"entropy": float, "max_logit": float}`` (entropy: mean over heads and queries; max_logit: max
 over heads, queries and allowed keys), optionally with ``"head_entropy_ratio": [float] * n_head`` (each head's
-entropy over that of uniform attention, H_i / log(i + 1) for a causal query i, mean over queries: 1 = uniform). The probe switches ``record_stats`` on for one forward pass of the fixed batch only, so training keeps the
-fused kernel.
+entropy over that of uniform attention, H_i / log(i + 1) for a causal query i, mean over queries: 1 = uniform).
+The probe switches ``record_stats`` on for one forward pass of the fixed batch only, so training keeps the fused
+kernel.
 
 Per-head entropy is what "ReLU's Revival" (Jha & Reagen, arXiv:2410.09637 §4) looks at: with GELU and no LayerNorm,
 many heads of the early layers sit near the maximum entropy ("entropic overload": they attend almost uniformly and
