@@ -238,6 +238,18 @@ def test_probe_records_become_a_long_table_and_figures(tmp_path):
     assert sorted(p.name for p in written) == ["probes_activations.png", "probes_weight_norm.png"]
 
 
+def test_largest_layer_by_step_takes_the_max_per_seed_then_the_mean():
+    """The 'largest layer over steps' panel: per seed and step the max over layers, then the mean over seeds."""
+    import pandas as pd
+
+    from shared.results import probes
+
+    rows = [(0, 10, "a", 1.0), (0, 10, "b", 5.0), (1, 10, "a", 3.0), (1, 10, "b", 2.0),  # step 10: (5 + 3) / 2
+            (0, 20, "a", 7.0), (0, 20, "b", 6.0), (1, 20, "a", 1.0), (1, 20, "b", 9.0)]  # step 20: (7 + 9) / 2
+    frame = pd.DataFrame(rows, columns=["seed", "step", "layer", "value"])
+    assert probes.largest_layer_by_step(frame).to_dict() == {10: 4.0, 20: 8.0}
+
+
 def test_probe_metrics_reduce_the_last_probe_record_into_run_columns(tmp_path):
     """`probe_metrics` (config) -> one column per name in the run's row, from the last record of its probe, reduced
     over layers in model order; a run that never recorded the probe gets NaN (a claim reports it as missing)."""

@@ -3,8 +3,8 @@ figures, so a reader can look at weight-norm growth, gradient spikes or variance
 
 ``probes.csv`` columns: variant, seed, probe, step, key, layer, value. A scalar value (e.g. ``total``) has an empty
 ``layer``; a per-layer mapping (e.g. ``variance: {"blocks.0": ..}``) gives one row per layer. Figures
-(``probes_<probe>.png``): for each key, scalars over steps (mean over seeds per variant), and per-layer values at
-the last probe step by layer order (mean over seeds), one panel per key.
+(``probes_<probe>.png``): for each key, scalars over steps (mean over seeds per variant); per-layer values at the
+last probe step by layer order and, below, the largest layer's value over steps (each mean over seeds).
 """
 from __future__ import annotations
 
@@ -107,39 +107,60 @@ def probe_metrics(path: str | Path, specs: dict) -> dict[str, float]:
     return out
 
 
+def largest_layer_by_step(frame: pd.DataFrame) -> pd.Series:
+    """Per-layer probe rows (one variant, one key) -> step -> the largest layer's value, taken per seed and then
+    averaged over seeds (so one seed's outlier layer is not mixed with another seed's)."""
+    return frame.groupby(["seed", "step"])["value"].max().groupby("step").mean()
+
+
 def plot_probes(frame: pd.DataFrame, variants: list[str], out_dir: str | Path, title: str = "") -> list[Path]:
-    """One figure per probe (``probes_<probe>.png``): a panel per key, lines per variant (see module docstring)."""
+    """One figure per probe (``probes_<probe>.png``): a column per key, lines per variant (see module docstring).
+
+    A per-layer key gets two panels: by layer at the last probe step (top) and its largest layer's value over steps
+    (bottom), e.g. the largest attention logit anywhere in the model as training goes on (Wortsman et al. 2023,
+    Fig. 1); a scalar key is drawn over steps in the top row and leaves the bottom one empty.
+    """
     import matplotlib.pyplot as plt
 
     written = []
     for probe, part in frame.groupby("probe", sort=True):
         keys = list(dict.fromkeys(part["key"]))
-        fig, axes = plt.subplots(1, len(keys), figsize=(4.4 * len(keys), 3.3), squeeze=False)
-        for ax, key in zip(axes[0], keys):
+        layered = {key: (part.loc[part["key"] == key, "layer"] != "").any() for key in keys}
+        rows = 2 if any(layered.values()) else 1
+        fig, axes = plt.subplots(rows, len(keys), figsize=(4.4 * len(keys), 3.3 * rows), squeeze=False)
+        for col, key in enumerate(keys):
             sub = part[part["key"] == key]
-            per_layer = (sub["layer"] != "").any()
+            top, bottom = axes[0][col], axes[-1][col] if rows == 2 else None
             for i, variant in enumerate(variants):
                 v = sub[sub["variant"] == variant]
                 if not len(v):
                     continue
-                if per_layer:
+                if layered[key]:
                     last = v[v["step"] == v["step"].max()]
                     order = list(dict.fromkeys(last["layer"]))
                     mean = last.groupby("layer", sort=False)["value"].mean().reindex(order)
-                    ax.plot(range(len(order)), mean.values, marker="o", ms=3, color=f"C{i}", label=variant)
+                    top.plot(range(len(order)), mean.values, marker="o", ms=3, color=f"C{i}", label=variant)
+                    peak = largest_layer_by_step(v)
+                    bottom.plot(peak.index, peak.values, marker="o" if len(peak) < 20 else None, ms=3,
+                                color=f"C{i}", label=variant)
                 else:
                     mean = v.groupby("step")["value"].mean()
-                    ax.plot(mean.index, mean.values, marker="o" if len(mean) < 20 else None, ms=3, color=f"C{i}",
-                            label=variant)
-            if per_layer:
-                ax.set_xlabel("layer (model order), at the last probe step")
-            else:
-                ax.set_xlabel("step")
+                    top.plot(mean.index, mean.values, marker="o" if len(mean) < 20 else None, ms=3, color=f"C{i}",
+                             label=variant)
+            top.set_xlabel("layer (model order), at the last probe step" if layered[key] else "step")
+            top.set_title(f"{probe}: {key}", fontsize=9)
+            if bottom is not None:
+                if layered[key]:
+                    bottom.set_xlabel("step")
+                    bottom.set_title(f"{probe}: {key}, largest layer", fontsize=9)
+                else:
+                    bottom.axis("off")
             values = sub["value"]
-            if len(values) and (values > 0).all() and values.max() / values.min() > 100:
-                ax.set_yscale("log")
-            ax.set_title(f"{probe}: {key}", fontsize=9)
-            if ax.has_data():
+            for ax in (top, bottom):
+                if ax is None or not ax.has_data():
+                    continue
+                if len(values) and (values > 0).all() and values.max() / values.min() > 100:
+                    ax.set_yscale("log")
                 ax.legend(fontsize=7)
         fig.suptitle(f"{title} · mean over seeds", fontsize=9)
         written.append(plots.save_figure(fig, Path(out_dir) / f"probes_{probe}.png"))
