@@ -284,6 +284,19 @@ def test_attention_probe_names_each_head():
     assert all(h == pytest.approx(1.0) for h in heads.values())
 
 
+def test_output_logits_log_partition_on_constructed_logits():
+    """log Z = logsumexp over the last axis: uniform logits c over K classes give c + log K; log-probabilities give 0."""
+    head = nn.Identity()
+    logits = torch.tensor([[[2.0, 2.0, 2.0, 2.0], [-1.0, -1.0, -1.0, -1.0]],
+                           [list(torch.log(torch.tensor([0.1, 0.2, 0.3, 0.4])).tolist()), [0.0, 0.0, 0.0, -5.0]]])
+    probe = PROBES.create("output_logits", head, None, batch_of(head, logits))
+    values = probe.on_fixed_batch(probe.batch)
+    log_z = [2.0 + math.log(4), -1.0 + math.log(4), 0.0, math.log(3 + math.exp(-5.0))]
+    assert values["log_z_mean"] == pytest.approx(sum(log_z) / 4)
+    assert values["log_z_abs_mean"] == pytest.approx(sum(abs(v) for v in log_z) / 4)
+    assert values["max_abs_logit"] == pytest.approx(5.0)
+
+
 # --- configuration -----------------------------------------------------------------------------------------------
 
 def test_unknown_probe_name_lists_known_ones():
@@ -345,7 +358,7 @@ def lm_cfg(**train):
 
 
 LM_PROBES = {"every": 2, "names": ["weight_norm", "effective_step", "effective_lr", "grad_spikes", "grad_norms",
-                                   "optimizer_state", "activations", "layer_skip", "attention"],
+                                   "optimizer_state", "activations", "layer_skip", "attention", "output_logits"],
              "kwargs": {"effective_lr": {"scope": "all"}}, "batch_size": 3}
 
 
@@ -383,6 +396,7 @@ def test_probes_on_do_not_change_training(lm_runs):
     assert set(by["attention", 4]["entropy"]) == {"blocks.0.attn", "blocks.1.attn"}
     # causal attention over at most 16 keys: 0 <= H <= log 16
     assert all(0 <= h <= math.log(16) for h in by["attention", 4]["entropy"].values())
+    assert by["output_logits", 6]["max_abs_logit"] > 0 and by["output_logits", 6]["log_z_abs_mean"] >= 0
     assert by["grad_spikes", 2]["steps"] == 2 and by["grad_spikes", 4]["steps"] == 2
     assert "blocks.1.attn.c_attn.weight" in by["weight_norm", 6]["norm"]
     # AdamW: m and v (2 x 4 bytes) per parameter plus one 4-byte step per tensor

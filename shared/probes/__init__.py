@@ -6,10 +6,11 @@ Registry ``PROBES`` (shared.registry.Registry); one file per family:
 - optimizer_state.py: ``optimizer_state`` (bytes of optimizer state per parameter)
 - activations.py: ``activations`` (residual-stream scale), ``layer_skip`` (Mix-LN, arXiv:2412.13795)
 - attention.py: ``attention`` (entropy and max logit, arXiv:2309.14322)
+- logits.py: ``output_logits`` (log Z of the output logits, arXiv:2309.14322 §3.1.2)
 Off by default (``train.probes.every: 0``): nothing is built and training runs exactly as without probes.
 """
 from shared.probes.base import PROBES, FixedBatch, Probe, frozen_forward
-from shared.probes import activations, attention, gradients, optimizer_state, weights  # noqa: F401 (register)
+from shared.probes import activations, attention, gradients, logits, optimizer_state, weights  # noqa: F401 (register)
 from shared.probes.optimizer_state import optimizer_state_bytes, state_bytes_per_param
 from shared.probes.probe_set import ProbeSet, create_probes
 
