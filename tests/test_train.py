@@ -178,3 +178,37 @@ def test_git_state_dirty_for_code_not_for_generated_outputs(tmp_path):
     assert git_state(tmp_path)["git_dirty"] is False
     (tmp_path / "papers/p/config.yaml").write_text("b\n")  # a config change can change numbers
     assert git_state(tmp_path)["git_dirty"] is True
+
+
+def test_keep_weights_at_keeps_the_weights_after_those_steps(data_root, tmp_path, monkeypatch):
+    """``train.keep_weights_at``: weights_<t>.pt holds the weights after optimizer step t (0 = the init), so with a
+    constant lr the kept step-3 weights of a 6-step run are the final weights of the same run cut to 3 steps; keeping
+    weights changes nothing else, survives a resume, and a step past the run's end is refused up front."""
+    import torch
+
+    from shared.config import config_hash
+    from shared.train.checkpoint import kept_weights, load_checkpoint
+
+    kept = run(lm_cfg(keep_weights_at=[0, 3, 6]), tmp_path / "kept")
+    assert kept["metrics"] == run(lm_cfg(), tmp_path / "plain")["metrics"]
+    assert config_hash(lm_cfg(keep_weights_at=[])) == config_hash(lm_cfg())  # the default leaves old hashes as they were
+    files = kept_weights(tmp_path / "kept")
+    assert list(files) == [0, 3, 6]
+    w = {t: load_checkpoint(p)["model"] for t, p in files.items()}
+    short = run(lm_cfg(steps=3), tmp_path / "short")
+    assert short["step"] == 3
+    same = lambda a, b: all(torch.equal(a[k], b[k]) for k in a) and a.keys() == b.keys()
+    assert same(w[3], load_checkpoint(tmp_path / "short" / "checkpoint.pt")["model"])
+    assert same(w[6], load_checkpoint(tmp_path / "kept" / "checkpoint.pt")["model"])
+    assert not same(w[0], w[3])
+    assert not kept_weights(tmp_path / "plain")
+
+    run_killed_at(lm_cfg(keep_weights_at=[0, 3, 6], checkpoint_every=2), tmp_path / "resumed", LMBatches, 4,
+                  monkeypatch)
+    assert list(kept_weights(tmp_path / "resumed")) == [0, 3]
+    run(lm_cfg(keep_weights_at=[0, 3, 6], checkpoint_every=2), tmp_path / "resumed", resume=True)
+    again = {t: load_checkpoint(p)["model"] for t, p in kept_weights(tmp_path / "resumed").items()}
+    assert list(again) == [0, 3, 6] and all(same(again[t], w[t]) for t in w)
+
+    with pytest.raises(ValueError, match=r"keep_weights_at: steps \[7\] are past the run's last step 6"):
+        run(lm_cfg(keep_weights_at=[2, 7]), tmp_path / "bad")

@@ -69,6 +69,8 @@ RUN_SCHEMA = _obj(
                 "eval_every": _INT_NN,
                 "log_every": _INT_POS,
                 "checkpoint_every": _INT_NN,
+                # steps after which the model's weights are kept as weights_<t>.pt (0 = at init; shared/train/loop.py)
+                "keep_weights_at": {"type": "array", "items": _INT_NN, "uniqueItems": True},
                 "grad_clip": {"type": ["number", "null"], "exclusiveMinimum": 0},
                 "label_smoothing": {"type": "number", "minimum": 0, "maximum": 1},
                 "precision": {"enum": ["fp32", "bf16", "fp16"]},

@@ -30,7 +30,7 @@ from shared.data.augment import normalize
 from shared.models import create_model
 from shared.optim import OPTIMIZERS, create_optimizer, create_scheduler
 from shared.probes import FixedBatch, create_probes, state_bytes_per_param
-from shared.train.checkpoint import load_checkpoint, save_checkpoint
+from shared.train.checkpoint import load_checkpoint, save_checkpoint, weights_path
 from shared.train.device import (autocast, cpu_supports_bf16, device_description, resolve_device, rng_state,
                                  seed_everything, set_rng_state)
 from shared.train.evaluate import evaluate
@@ -138,6 +138,10 @@ def run(cfg: dict, out_dir: str | Path, *, resume: bool = False, meta: dict | No
     seed_everything(cfg["seed"])
     device = resolve_device(cfg["device"])
     data, task, model, batches, total = build(cfg, device)
+    keep_at = set(cfg["train"]["keep_weights_at"])
+    if keep_at and max(keep_at) > total:
+        raise ValueError(f"train.keep_weights_at: steps {sorted(s for s in keep_at if s > total)} are past the run's "
+                         f"last step {total}")
     st = _State()
     ck = load_checkpoint(ckpt_path) if resume and ckpt_path.exists() else None
     if ck is not None and ck.get("config_hash") != config_hash(cfg):
@@ -181,6 +185,14 @@ def run(cfg: dict, out_dir: str | Path, *, resume: bool = False, meta: dict | No
                 n_params=sum(p.numel() for p in model.parameters()), data=data.info, versions=library_versions(),
                 start_time=now(), resumed_from_step=st.step if resumed else None, **git_state())
     (out / "meta.json").write_text(json.dumps(info, indent=2, default=str))
+
+    def keep_weights():  # the weights after optimizer step st.step (and the lookahead update), before any eval
+        if st.step in keep_at:
+            save_checkpoint(weights_path(out, st.step), {"model": model.state_dict(), "step": st.step,
+                                                         "config_hash": config_hash(cfg)})
+
+    if not resumed:
+        keep_weights()  # step 0: the initial weights
 
     def checkpoint():
         save_checkpoint(ckpt_path, {"model": model.state_dict(), "optimizer": opt.state_dict(),
@@ -249,6 +261,7 @@ def run(cfg: dict, out_dir: str | Path, *, resume: bool = False, meta: dict | No
             lookahead.update(model, st.step)
         n_seen += x.shape[0]
         bar.update(1)
+        keep_weights()
         if probe_now:  # after the step (and lookahead): the weights the next step starts from
             for record in probes.after_step(st.step):
                 log.write(kind="probe", **record)
