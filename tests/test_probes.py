@@ -12,7 +12,7 @@ from fixtures_data import write_wikitext2
 from run_helpers import run_killed_at
 from shared.config import ConfigError, resolve_run_config
 from shared.data import LMBatches
-from shared.probes import PROBES, FixedBatch, create_probes, state_bytes_per_param
+from shared.probes import PROBES, FixedBatch, ProbeSet, create_probes, state_bytes_per_param
 from shared.registry import UnknownNameError
 from shared.train import build, run
 from shared.train.device import seed_everything
@@ -297,6 +297,35 @@ def test_output_logits_log_partition_on_constructed_logits():
     assert values["max_abs_logit"] == pytest.approx(5.0)
 
 
+def test_forgetting_tracks_the_loss_on_one_training_batch():
+    """The batch of step t_B = 2, scored at probe steps 1, 2, 3 while the weights change by hand: the loss before
+    t_B is recorded but does not count; after = L at t_B, end = L at the last step, rise = end - after."""
+    model = linear([[1.0, 0.0], [0.0, 1.0]])
+    ce = nn.functional.cross_entropy
+    x_b, y_b = torch.tensor([[2.0, 0.0], [0.0, 1.0]]), torch.tensor([0, 1])
+    asked = []
+    batch = FixedBatch(torch.zeros(1, 2), torch.zeros(1, dtype=torch.long), model,
+                       lambda logits, target: ce(logits, target).item(),
+                       train_batch=lambda t: asked.append(t) or (x_b, y_b))
+    probe = PROBES.create("forgetting", model, None, batch, at_step=2)
+    losses = []
+    for step, scale in ((1, 0.5), (2, 2.0), (3, 1.0)):
+        with torch.no_grad():
+            model.weight.copy_(scale * torch.eye(2))
+        probe.after_step(step)
+        losses.append(probe.on_fixed_batch(batch)["loss"])
+    expect = [ce(s * x_b, y_b).item() for s in (0.5, 2.0, 1.0)]
+    assert losses == pytest.approx(expect) and asked == [2]  # the step-2 batch, fetched once
+    assert probe.final_metrics() == {"forgetting_loss_after": pytest.approx(expect[1]),
+                                     "forgetting_loss_end": pytest.approx(expect[2]),
+                                     "forgetting_rise": pytest.approx(expect[2] - expect[1])}
+    assert expect[2] > expect[1]  # the weights moved away from what fit B best: the loss on B rose
+    with pytest.raises(ValueError, match="not a probe step"):
+        ProbeSet({"forgetting": probe}, every=4, model=model, batch=batch)
+    with pytest.raises(ValueError, match="train_batch"):
+        PROBES.create("forgetting", model, None, batch_of(model, torch.zeros(1, 2)), at_step=2)
+
+
 # --- configuration -----------------------------------------------------------------------------------------------
 
 def test_unknown_probe_name_lists_known_ones():
@@ -358,8 +387,8 @@ def lm_cfg(**train):
 
 
 LM_PROBES = {"every": 2, "names": ["weight_norm", "effective_step", "effective_lr", "grad_spikes", "grad_norms",
-                                   "optimizer_state", "activations", "layer_skip", "attention", "output_logits"],
-             "kwargs": {"effective_lr": {"scope": "all"}}, "batch_size": 3}
+                                   "optimizer_state", "activations", "layer_skip", "attention", "output_logits", "forgetting"],
+             "kwargs": {"effective_lr": {"scope": "all"}, "forgetting": {"at_step": 2}}, "batch_size": 3}
 
 
 def rows(out_dir):
@@ -383,7 +412,8 @@ def test_probes_off_identical_to_no_probes_key(lm_runs, data_root, tmp_path):
 def test_probes_on_do_not_change_training(lm_runs):
     root, finals = lm_runs
     # dropout RNG, weights, BN/optimizer state untouched by the probes
-    probe_finals = {"final_weight_norm", "mean_effective_lr"}  # the probes' own end-of-run scalars, added
+    probe_finals = {"final_weight_norm", "mean_effective_lr",  # the probes' own end-of-run scalars, added
+                    "forgetting_loss_after", "forgetting_loss_end", "forgetting_rise"}
     assert set(finals["probed"]["metrics"]) - set(finals["plain"]["metrics"]) <= probe_finals
     assert {k: v for k, v in finals["probed"]["metrics"].items() if k not in probe_finals} == finals["plain"]["metrics"]
     assert finals["probed"]["metrics"]["final_weight_norm"] > 0
@@ -397,6 +427,10 @@ def test_probes_on_do_not_change_training(lm_runs):
     # causal attention over at most 16 keys: 0 <= H <= log 16
     assert all(0 <= h <= math.log(16) for h in by["attention", 4]["entropy"].values())
     assert by["output_logits", 6]["max_abs_logit"] > 0 and by["output_logits", 6]["log_z_abs_mean"] >= 0
+    m = finals["probed"]["metrics"]
+    assert (m["forgetting_loss_after"], m["forgetting_loss_end"]) == (by["forgetting", 2]["loss"],
+                                                                     by["forgetting", 6]["loss"])
+    assert m["forgetting_rise"] == pytest.approx(m["forgetting_loss_end"] - m["forgetting_loss_after"])
     assert by["grad_spikes", 2]["steps"] == 2 and by["grad_spikes", 4]["steps"] == 2
     assert "blocks.1.attn.c_attn.weight" in by["weight_norm", 6]["norm"]
     # AdamW: m and v (2 x 4 bytes) per parameter plus one 4-byte step per tensor

@@ -29,12 +29,14 @@ PROBES = Registry("probe")
 @dataclass
 class FixedBatch:
     """The batch that batch probes run on: ``forward(x) -> logits`` applies the run's precision and memory format,
-    ``loss(logits, y) -> float`` is the mean cross-entropy (no label smoothing, no z-loss)."""
+    ``loss(logits, y) -> float`` is the mean cross-entropy (no label smoothing, no z-loss); ``train_batch(t) ->
+    (x, y)``, when the trainer gives it, is the training batch of optimizer step t (1-based), as the run saw it."""
 
     x: Tensor
     y: Tensor
     forward: Callable[[Tensor], Tensor]
     loss: Callable[[Tensor, Tensor], float]
+    train_batch: Callable[[int], tuple[Tensor, Tensor]] | None = None
 
 
 class Probe:
@@ -48,6 +50,10 @@ class Probe:
         self.model, self.optimizer, self.batch = model, optimizer, batch
         if self.needs_batch and batch is None:
             raise ValueError(f"probe {type(self).__name__} needs a fixed batch (batch=None given)")
+
+    def check_every(self, every: int) -> None:
+        """Raise if the probe cannot work when fired every ``every`` steps (called once by ``ProbeSet``)."""
+        return None
 
     def on_gradients(self, step: int, due: bool) -> dict | None:
         return None

@@ -18,6 +18,8 @@ class ProbeSet:
         if every < 1:
             raise ValueError(f"probes every must be >= 1, got {every}")
         self.probes, self.every, self.model, self.batch = probes, every, model, batch
+        for probe in probes.values():
+            probe.check_every(every)
         self._pending: dict[str, dict] = {}
 
     def due(self, step: int) -> bool:

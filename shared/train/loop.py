@@ -101,9 +101,10 @@ def _z_loss(logits):
     return log_z.pow(2).mean()
 
 
-def _probe_batch(model, data, task: str, cfg: dict, device, size: int) -> FixedBatch:
+def _probe_batch(model, data, task: str, cfg: dict, device, size: int, batches) -> FixedBatch:
     """The probes' fixed batch: the first ``size`` examples (LM: windows) of the validation split, else of the
-    first evaluation split; run with the training precision and memory format."""
+    first evaluation split; run with the training precision and memory format. ``train_batch(t)``: the training
+    batch of step t (batches are a pure function of the seed and the step)."""
     split = "val" if "val" in data.eval_sets else next(iter(data.eval_sets))
     x, y = next(iter(eval_batches(data, split, size, device)))
     channels_last = task == "classification" and cfg["train"]["channels_last"]
@@ -114,7 +115,8 @@ def _probe_batch(model, data, task: str, cfg: dict, device, size: int) -> FixedB
         with autocast(device, cfg["train"]["precision"]):
             return model(inputs)
 
-    return FixedBatch(x, y, forward, lambda logits, target: _loss(logits, target, 0.0).item())
+    return FixedBatch(x, y, forward, lambda logits, target: _loss(logits, target, 0.0).item(),
+                      train_batch=lambda t: batches.batch(t - 1))
 
 
 class _State:
@@ -172,7 +174,7 @@ def run(cfg: dict, out_dir: str | Path, *, resume: bool = False, meta: dict | No
             lookahead.load_state_dict(ck["lookahead"])
     pc = tr.get("probes") or {}  # off (every 0): None, so no hook, no batch, no extra forward pass
     probes = create_probes(pc, model, opt, lambda: _probe_batch(model, data, task, cfg, device,
-                                                                pc.get("batch_size", 64)))
+                                                                pc.get("batch_size", 64), batches))
     if probes is not None and resumed and ck.get("probes") is not None:
         probes.load_state_dict(ck["probes"])
     z_coef = tr.get("z_loss", 0.0)
