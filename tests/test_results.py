@@ -250,6 +250,29 @@ def test_largest_layer_by_step_takes_the_max_per_seed_then_the_mean():
     assert probes.largest_layer_by_step(frame).to_dict() == {10: 4.0, 20: 8.0}
 
 
+def test_a_diverged_run_keeps_only_what_survives_divergence(tmp_path):
+    """A run that blew up has no end of training: its probe scalars, probe_metrics and derived values are NaN (a
+    claim then reports it as missing), while diverged, steps_to_target, state bytes and best-so-far losses stay."""
+    specs = {"top_variance": {"probe": "activations", "key": "variance", "reduce": "last"}}
+    rows = {}
+    for name, blew_up in (("ok", 0), ("blown", 1)):
+        d = make_run(tmp_path / "runs", "toy", "tiny", name, 0, 0.9, steps_to_target=20)
+        final = json.loads((d / "final.json").read_text())
+        final["metrics"].update(diverged=blew_up, forgetting_rise=-0.5, optimizer_state_bytes_per_param=8.0,
+                                test_accuracy=None if blew_up else 0.9)
+        final["diverged"] = blew_up
+        (d / "final.json").write_text(json.dumps(final))
+        (d / "derived.json").write_text(json.dumps({"metrics": {"grad_frac": 0.7}}))
+        with open(d / "metrics.jsonl", "a") as f:
+            f.write(json.dumps({"kind": "probe", "probe": "activations", "step": 10, "variance": {"b0": 2.0}}) + "\n")
+        rows[name] = aggregate.load_run(d, specs)
+    ok, blown = rows["ok"], rows["blown"]
+    assert (ok["forgetting_rise"], ok["top_variance"], ok["grad_frac"]) == (-0.5, 2.0, 0.7)
+    assert all(math.isnan(blown[k]) for k in ("forgetting_rise", "top_variance", "grad_frac", "test_accuracy"))
+    assert (blown["diverged"], blown["steps_to_target"], blown["optimizer_state_bytes_per_param"],
+            blown["best_test_loss"]) == (1, 20, 8.0, 0.5)
+
+
 def test_probe_metrics_reduce_the_last_probe_record_into_run_columns(tmp_path):
     """`probe_metrics` (config) -> one column per name in the run's row, from the last record of its probe, reduced
     over layers in model order; a run that never recorded the probe gets NaN (a claim reports it as missing)."""

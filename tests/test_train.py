@@ -111,6 +111,10 @@ def test_divergence_is_recorded_not_raised(data_root, tmp_path):
     final = run(cfg, tmp_path / "r")
     assert final["diverged"] and final["metrics"]["diverged"] == 1
     assert final["step"] < 6 and final["metrics"]["test_accuracy"] is None
+    probed = cifar_cfg(divergence_loss=3.0, probes={"every": 1, "names": ["weight_norm"]})
+    probed["optimizer"]["lr"] = 1e4
+    blown = run(probed, tmp_path / "p")
+    assert blown["diverged"] and blown["metrics"]["final_weight_norm"] is None  # no end of training to describe
 
 
 def test_steps_to_target_recorded(data_root, tmp_path):

@@ -25,6 +25,9 @@ PROVENANCE_COLUMNS = ["step", "diverged", "wall_time_s", "git_commit", "git_dirt
                       "precision", "dataset", "data_variant", "tokenizer", "start_time", "run_dir"]
 SUMMARY_COLUMNS = ["variant", "metric", "mean", "std", "n", "n_runs"]
 DERIVED = "derived.json"  # a paper's per-run analysis output, beside final.json
+# what a diverged run still has: every other metric (end-of-training evaluations, probe scalars, probe_metrics,
+# derived analyses) describes weights from before or after the blow-up, not the end of training, and is missing
+KEPT_AFTER_DIVERGENCE = ("diverged", "steps_to_target", "optimizer_state_bytes_per_param")
 
 
 def _read_json(path: Path) -> dict:
@@ -36,7 +39,9 @@ def _read_json(path: Path) -> dict:
 
 def load_run(path: str | Path, probe_specs: dict | None = None) -> dict:
     """One finished run as a flat row: ids, provenance from ``meta.json``, metrics from ``final.json`` (and a
-    paper's ``derived.json``), plus the paper's ``probe_metrics`` (``probe_specs``) from its probe records."""
+    paper's ``derived.json``), plus the paper's ``probe_metrics`` (``probe_specs``) from its probe records. A
+    diverged run keeps only ``KEPT_AFTER_DIVERGENCE`` and the best-so-far ``best_*`` values; its other metrics are
+    NaN, so a claim on them reports the run as missing."""
     path = Path(path)
     final = _read_json(path / "final.json")
     meta = _read_json(path / "meta.json") if (path / "meta.json").is_file() else {}
@@ -68,6 +73,10 @@ def load_run(path: str | Path, probe_specs: dict | None = None) -> dict:
             row[name] = math.nan if value is None else value
     for name, value in probes.probe_metrics(path, probe_specs or {}).items():
         row.setdefault(name, value)
+    if row["diverged"]:
+        for name in set(row) - set(ID_COLUMNS + PROVENANCE_COLUMNS):
+            if name not in KEPT_AFTER_DIVERGENCE and not name.startswith("best_"):
+                row[name] = math.nan
     return row
 
 

@@ -318,6 +318,7 @@ def _final(st: _State, splits, task: str, tta: bool = False, state_bytes_per_par
     metrics["steps_to_target"] = st.steps_to_target
     # bytes of the tensors in optimizer.state / trained parameter entries (shared/probes/optimizer_state.py)
     metrics["optimizer_state_bytes_per_param"] = state_bytes_per_param
-    metrics.update(probe_metrics or {})  # end-of-run scalars of the probes that are on (Probe.final_metrics)
+    # end-of-run scalars of the probes that are on (Probe.final_metrics); a diverged run has no end of training
+    metrics.update({k: None if st.diverged else v for k, v in (probe_metrics or {}).items()})
     metrics["diverged"] = int(st.diverged)
     return {"metrics": metrics, "step": st.step, "diverged": st.diverged, "wall_time_s": st.elapsed}
