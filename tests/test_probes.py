@@ -298,28 +298,36 @@ def test_output_logits_log_partition_on_constructed_logits():
 
 
 def test_forgetting_tracks_the_loss_on_one_training_batch():
-    """The batch of step t_B = 2, scored at probe steps 1, 2, 3 while the weights change by hand: the loss before
-    t_B is recorded but does not count; after = L at t_B, end = L at the last step, rise = end - after."""
+    """The batch of step t_B = 2, scored at probe steps 1, 2, 3 while the weights change by hand (before step 2 they
+    are still step 1's): the loss before t_B is recorded but does not count; before = L at w_{t_B - 1}, after = L at
+    t_B, end = L at the last step; the excess rise subtracts the held-out reference batch's loss at both steps."""
     model = linear([[1.0, 0.0], [0.0, 1.0]])
     ce = nn.functional.cross_entropy
     x_b, y_b = torch.tensor([[2.0, 0.0], [0.0, 1.0]]), torch.tensor([0, 1])
+    x_r, y_r = torch.tensor([[1.0, 0.5]]), torch.tensor([0])
     asked = []
-    batch = FixedBatch(torch.zeros(1, 2), torch.zeros(1, dtype=torch.long), model,
-                       lambda logits, target: ce(logits, target).item(),
+    batch = FixedBatch(x_r, y_r, model, lambda logits, target: ce(logits, target).item(),
                        train_batch=lambda t: asked.append(t) or (x_b, y_b))
     probe = PROBES.create("forgetting", model, None, batch, at_step=2)
-    losses = []
+    records = []
     for step, scale in ((1, 0.5), (2, 2.0), (3, 1.0)):
+        probe.before_step(step)  # the weights are still those of the previous step
         with torch.no_grad():
             model.weight.copy_(scale * torch.eye(2))
         probe.after_step(step)
-        losses.append(probe.on_fixed_batch(batch)["loss"])
-    expect = [ce(s * x_b, y_b).item() for s in (0.5, 2.0, 1.0)]
-    assert losses == pytest.approx(expect) and asked == [2]  # the step-2 batch, fetched once
-    assert probe.final_metrics() == {"forgetting_loss_after": pytest.approx(expect[1]),
-                                     "forgetting_loss_end": pytest.approx(expect[2]),
-                                     "forgetting_rise": pytest.approx(expect[2] - expect[1])}
-    assert expect[2] > expect[1]  # the weights moved away from what fit B best: the loss on B rose
+        records.append(probe.on_fixed_batch(batch))
+    b = [ce(s * x_b, y_b).item() for s in (0.5, 2.0, 1.0)]
+    r = [ce(s * x_r, y_r).item() for s in (0.5, 2.0, 1.0)]
+    assert [x["loss"] for x in records] == pytest.approx(b)
+    assert [x["reference_loss"] for x in records] == pytest.approx(r)
+    assert asked == [2]  # the step-2 batch, fetched once
+    assert probe.final_metrics() == {
+        "forgetting_loss_before": pytest.approx(b[0]), "forgetting_loss_after": pytest.approx(b[1]),
+        "forgetting_loss_end": pytest.approx(b[2]), "forgetting_dip": pytest.approx(b[1] - b[0]),
+        "forgetting_rise": pytest.approx(b[2] - b[1]),
+        "forgetting_excess_rise": pytest.approx((b[2] - r[2]) - (b[1] - r[1]))}
+    assert b[1] < b[0] and b[2] > b[1]  # the dip at t_B, then the loss on B rose again
+    assert model.training  # before_step's pass restored the train mode
     with pytest.raises(ValueError, match="not a probe step"):
         ProbeSet({"forgetting": probe}, every=4, model=model, batch=batch)
     with pytest.raises(ValueError, match="train_batch"):
@@ -413,7 +421,8 @@ def test_probes_on_do_not_change_training(lm_runs):
     root, finals = lm_runs
     # dropout RNG, weights, BN/optimizer state untouched by the probes
     probe_finals = {"final_weight_norm", "mean_effective_lr",  # the probes' own end-of-run scalars, added
-                    "forgetting_loss_after", "forgetting_loss_end", "forgetting_rise"}
+                    "forgetting_loss_before", "forgetting_loss_after", "forgetting_loss_end", "forgetting_dip",
+                    "forgetting_rise", "forgetting_excess_rise"}
     assert set(finals["probed"]["metrics"]) - set(finals["plain"]["metrics"]) <= probe_finals
     assert {k: v for k, v in finals["probed"]["metrics"].items() if k not in probe_finals} == finals["plain"]["metrics"]
     assert finals["probed"]["metrics"]["final_weight_norm"] > 0
