@@ -85,7 +85,8 @@ def provenance_line(runs: pd.DataFrame) -> str:
     tok = values("tokenizer")
     tok = f" tokenised {tok}" if tok != "unknown" else ""
     # a swept variant's best grid point appears twice in runs.csv (as itself and under the variant's name)
-    n_runs = int((runs["selected_member"].fillna("") == "").sum()) if "selected_member" in runs.columns else len(runs)
+    n_runs = (int(runs["selected_member"].astype("string").fillna("").eq("").sum())
+              if "selected_member" in runs.columns else len(runs))
     return (f"Data: {values('data_variant')}{tok}; precision: {values('precision')}; device: {values('device')}; "
             f"{n_runs} runs, seeds {seeds}; code {short}{dirty}.")
 
