@@ -113,6 +113,11 @@ def largest_layer_by_step(frame: pd.DataFrame) -> pd.Series:
     return frame.groupby(["seed", "step"])["value"].max().groupby("step").mean()
 
 
+def _plot_over_steps(ax, series: pd.Series, i: int, label: str) -> None:
+    """A step -> value line in the variant's colour (markers only while there are few points)."""
+    ax.plot(series.index, series.values, marker="o" if len(series) < 20 else None, ms=3, color=f"C{i}", label=label)
+
+
 def plot_probes(frame: pd.DataFrame, variants: list[str], out_dir: str | Path, title: str = "") -> list[Path]:
     """One figure per probe (``probes_<probe>.png``): a column per key, lines per variant (see module docstring).
 
@@ -140,13 +145,9 @@ def plot_probes(frame: pd.DataFrame, variants: list[str], out_dir: str | Path, t
                     order = list(dict.fromkeys(last["layer"]))
                     mean = last.groupby("layer", sort=False)["value"].mean().reindex(order)
                     top.plot(range(len(order)), mean.values, marker="o", ms=3, color=f"C{i}", label=variant)
-                    peak = largest_layer_by_step(v)
-                    bottom.plot(peak.index, peak.values, marker="o" if len(peak) < 20 else None, ms=3,
-                                color=f"C{i}", label=variant)
+                    _plot_over_steps(bottom, largest_layer_by_step(v), i, variant)
                 else:
-                    mean = v.groupby("step")["value"].mean()
-                    top.plot(mean.index, mean.values, marker="o" if len(mean) < 20 else None, ms=3, color=f"C{i}",
-                             label=variant)
+                    _plot_over_steps(top, v.groupby("step")["value"].mean(), i, variant)
             top.set_xlabel("layer (model order), at the last probe step" if layered[key] else "step")
             top.set_title(f"{probe}: {key}", fontsize=9)
             if bottom is not None:
