@@ -285,7 +285,8 @@ def test_attention_probe_names_each_head():
 
 
 def test_output_logits_log_partition_on_constructed_logits():
-    """log Z = logsumexp over the last axis: uniform logits c over K classes give c + log K; log-probabilities give 0."""
+    """log Z = logsumexp over the last axis: uniform logits c over K classes give c + log K; log-probabilities give
+    0."""
     head = nn.Identity()
     logits = torch.tensor([[[2.0, 2.0, 2.0, 2.0], [-1.0, -1.0, -1.0, -1.0]],
                            [list(torch.log(torch.tensor([0.1, 0.2, 0.3, 0.4])).tolist()), [0.0, 0.0, 0.0, -5.0]]])
@@ -395,7 +396,8 @@ def lm_cfg(**train):
 
 
 LM_PROBES = {"every": 2, "names": ["weight_norm", "effective_step", "effective_lr", "grad_spikes", "grad_norms",
-                                   "optimizer_state", "activations", "layer_skip", "attention", "output_logits", "forgetting"],
+                                   "optimizer_state", "activations", "layer_skip", "attention", "output_logits",
+                                   "forgetting"],
              "kwargs": {"effective_lr": {"scope": "all"}, "forgetting": {"at_step": 2}}, "batch_size": 3}
 
 

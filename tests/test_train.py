@@ -195,7 +195,8 @@ def test_keep_weights_at_keeps_the_weights_after_those_steps(data_root, tmp_path
 
     kept = run(lm_cfg(keep_weights_at=[0, 3, 6]), tmp_path / "kept")
     assert kept["metrics"] == run(lm_cfg(), tmp_path / "plain")["metrics"]
-    assert config_hash(lm_cfg(keep_weights_at=[])) == config_hash(lm_cfg())  # the default leaves old hashes as they were
+    # the default leaves old hashes as they were
+    assert config_hash(lm_cfg(keep_weights_at=[])) == config_hash(lm_cfg())
     files = kept_weights(tmp_path / "kept")
     assert list(files) == [0, 3, 6]
     w = {t: load_checkpoint(p)["model"] for t, p in files.items()}
