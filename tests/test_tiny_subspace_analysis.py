@@ -1,5 +1,6 @@
-"""papers/tiny_subspace/analysis.py (Gur-Ari et al., arXiv:1812.04754): f_top against the explicit Hessian's
-eigenvectors, and the recomputed prefix of a real (tiny) run equal to its final checkpoint."""
+"""papers/tiny_subspace/analysis.py (Gur-Ari et al., arXiv:1812.04754): f(k) against the explicit Hessian's
+eigenvectors, and the curve of a real (tiny) run measured at the weights it kept."""
+import json
 import sys
 from pathlib import Path
 
@@ -11,14 +12,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # papers/ is not a
 from fixtures_data import write_cifar10  # noqa: E402
 from papers.tiny_subspace import analysis  # noqa: E402
 from shared.config import default_run_config  # noqa: E402
-from shared.landscape import flatten, make_hvp, subset_loss_and_grad  # noqa: E402
+from shared.landscape import make_hvp, subset_loss_and_grad  # noqa: E402
+from shared.landscape.runs import image_batches, load_run  # noqa: E402
 from shared.models import create_model  # noqa: E402
 from shared.train import run as train_run  # noqa: E402
-
-
-def test_tiny_subspace_measure_steps():
-    assert analysis.measure_steps(310, [0.02, 0.1, 0.3]) == [6, 31, 93, 310]
-    assert analysis.measure_steps(3, [0.01, 0.34, 5.0]) == [1, 3]
 
 
 def test_tiny_subspace_top_fraction_matches_explicit_hessian():
@@ -28,37 +25,50 @@ def test_tiny_subspace_top_fraction_matches_explicit_hessian():
     hvp = make_hvp(model, F.cross_entropy, batches)
     hessian = torch.stack([hvp(e) for e in torch.eye(hvp.dim)])  # n = 30: explicit H column by column
     _, vectors = torch.linalg.eigh(hessian.double())
-    top = vectors[:, -3:]  # eigenvectors of the k = 3 largest eigenvalues
     g = subset_loss_and_grad(model, F.cross_entropy, batches)[1].double()
-    expected = ((top.T @ g).square().sum() / g.square().sum()).item()  # ||P_k g||^2 / ||g||^2
-    got = analysis.fractions_at(model, batches, k=3, iters=hvp.dim)
-    assert abs(got["topk"] - expected) < 1e-6
+
+    def f(k):  # ||P_k g||^2 / ||g||^2 onto the eigenvectors of the k largest eigenvalues
+        top = vectors[:, -k:]
+        return ((top.T @ g).square().sum() / g.square().sum()).item()
+
+    got = analysis.fractions_at(model, batches, k=3, iters=hvp.dim, k_max=5)
+    assert abs(got["topk"] - f(3)) < 1e-6
+    assert got["by_k"] == pytest.approx([f(k) for k in range(1, 6)], abs=1e-6)
+    assert all(a <= b + 1e-12 for a, b in zip(got["by_k"], got["by_k"][1:]))  # nested subspaces
     assert 0 <= got["random"] <= 1
 
 
-def tiny_config(schedule="constant"):
+def tiny_config():
     cfg = default_run_config()
     cfg["model"] = {"name": "mlp", "kwargs": {"hidden": [8]}}
-    cfg["schedule"]["name"] = schedule
-    cfg["data"].update(test_subset=10, augment={"crop_padding": 0, "flip": False, "flip_mode": "random",
-                                                "pad_mode": "zeros"})
-    cfg["train"].update(steps=4, batch_size=10, eval_batch_size=10, log_every=1)
+    cfg["schedule"]["name"] = "cosine"  # kept weights need no constant lr
+    cfg["data"].update(dataset="cifar10", subset_per_class=2, test_subset=10,
+                       augment={"crop_padding": 0, "flip": False, "flip_mode": "random", "pad_mode": "zeros"})
+    cfg["train"].update(steps=4, batch_size=10, eval_batch_size=10, log_every=1, keep_weights_at=[2])
     cfg["device"] = "cpu"
     return cfg
 
 
-def test_tiny_subspace_prefix_of_full_length_is_the_run(tmp_path, monkeypatch):
+def test_tiny_subspace_measures_the_kept_weights_and_the_end(tmp_path, monkeypatch):
     write_cifar10(tmp_path / "data")
     monkeypatch.setenv("REPRO_DATA_DIR", str(tmp_path / "data"))
-    cfg = tiny_config()
-    train_run(cfg, tmp_path / "run")
-    final = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)["model"]
-    again = analysis.prefix_weights(cfg, 4, "cpu")
-    assert all(torch.equal(final[k], again[k]) for k in final)
-    early = analysis.prefix_weights(cfg, 2, "cpu")
-    assert not torch.equal(flatten(list(early.values())), flatten(list(final.values())))
-
-
-def test_tiny_subspace_refuses_a_decaying_schedule():
-    with pytest.raises(ValueError, match="constant lr"):
-        analysis.prefix_weights(tiny_config("cosine"), 2, "cpu")
+    run_dir = tmp_path / "hessian_top_k" / "seed0"  # the variant is read from the folder when meta lacks it
+    train_run(tiny_config(), run_dir)
+    out = tmp_path / "derived.json"
+    metrics = analysis.write_derived(run_dir, "smoke", out, "cpu")
+    derived = json.loads(out.read_text())
+    curve = derived["details"]["curve"]
+    assert [c["step"] for c in curve] == [2, 4]
+    # the step-2 point is measured at weights_2.pt, the end at checkpoint.pt: recompute both by hand
+    loaded = load_run(run_dir)
+    batches = image_batches(loaded.data, "train", analysis.settings("smoke")["images"])
+    for c, path in zip(curve, (run_dir / "weights_2.pt", run_dir / "checkpoint.pt")):
+        loaded.model.load_state_dict(torch.load(path, weights_only=False)["model"])
+        again = analysis.fractions_at(loaded.model, batches, k=10, iters=12)
+        assert c["topk"] == pytest.approx(again["topk"], abs=1e-9)
+        assert c["by_k"] == pytest.approx(again["by_k"], abs=1e-9)
+    assert curve[0]["loss"] != pytest.approx(curve[1]["loss"])
+    end = curve[-1]["by_k"]
+    assert metrics["grad_subspace_fraction"] == metrics["grad_frac_topk"] == curve[-1]["topk"]
+    assert metrics["top2_share_of_top10"] == pytest.approx(end[1] / end[9])
+    assert metrics["top5_share_of_top10"] == pytest.approx(end[4] / end[9])

@@ -1,44 +1,42 @@
 """Fraction of the gradient in the top-k Hessian eigenspace over training: "Gradient Descent Happens in a Tiny
 Subspace", Gur-Ari, Roberts & Dyer, arXiv:1812.04754.
 
-At training steps t (``SETTINGS`` fractions of the run's steps, and its end), on a fixed subset S of the run's own
-training images (first n in file order, unaugmented, eval mode), with V_k the top-k eigenvectors of H = grad^2 L_S
-(Lanczos; k = number of classes, as the paper) and g = grad L_S (shared.landscape.gradient_overlap):
-    f_top(t)    = ||P_k g||^2 / ||g||^2,   P_k the orthogonal projector onto span(V_k)        (§2)
-    f_random(t) = ||P_R g||^2 / ||g||^2,   R a random k-dim subspace (Gaussian basis, fixed seed); E = k / n_params
-Per run (``derived``): grad_frac_topk = f_top(end), grad_frac_random = f_random(end), and grad_subspace_fraction:
-f_top(end) for the arm ``hessian_top_k`` and f_random(end) for the arm ``random_subspace`` (``ARMS``), so that
-the claim (top-k fraction > random-subspace fraction) compares two independently trained arms with the shared
-verdict rule; every run also reports both fractions.
-
-Intermediate weights: the trainer keeps only the last checkpoint.pt, so the weights at step t are recomputed as the
-run with ``train.steps = t`` (shared.train.run in a temporary folder). With a constant learning rate and no warm-up
-these are exactly the first t steps of the run (batches are a pure function of (seed, step)); other schedules would
-differ, and are refused.
+At the steps t where the run kept its weights (``train.keep_weights_at``, ``weights_<t>.pt``) and at its end, on a
+fixed subset S of the run's own training images (first n in file order, unaugmented, eval mode), with v_1, v_2, ...
+the top Hessian eigenvectors of H = grad^2 L_S (one Lanczos run, ``K_MAX`` Ritz vectors) and g = grad L_S:
+    f(k)        = ||P_k g||^2 / ||g||^2,   P_k the orthogonal projector onto span(v_1..v_k)     (§2)
+    f_top       = f(C),                    C = number of classes (the paper's k)
+    f_random    = ||P_R g||^2 / ||g||^2,   R a random C-dim subspace (Gaussian basis, fixed seed); E = C / n_params
+Per run (``derived``), at the end: grad_frac_topk = f_top, grad_frac_random = f_random, grad_subspace_fraction =
+f_top for the top-k arms and f_random for the arm ``random_subspace`` (``ARMS``), so that the claim (top-k fraction >
+random-subspace fraction) compares independently trained arms with the shared verdict rule; and
+top2_share_of_top10 = f(2) / f(10), top5_share_of_top10 = f(5) / f(10): how much of what the top 10 eigenvectors
+hold the top 2 (5) already hold. "Equal to the number of classes" predicts that share to be larger when the data
+have 2 (5) classes than when they have 10.
 """
 from __future__ import annotations
 
 import argparse
-import copy
 import json
-import tempfile
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
 from shared.landscape.runs import image_batches, load_run, pick_device
-from shared.landscape import curvature_params, gradient_overlap, subset_loss_and_grad, subspace_overlap
-from shared.train import run as train_run
+from shared.landscape import (curvature_params, make_hvp, subset_loss_and_grad, subspace_overlap,
+                              top_eigenpairs)
+from shared.train.checkpoint import kept_weights, load_checkpoint
 
-SETTINGS = {  # images of S, Lanczos steps, fractions of the run's steps where f is measured (the end is added)
-    "smoke": dict(images=64, lanczos_iters=12, fractions=[0.34]),
-    "tiny": dict(images=512, lanczos_iters=30, fractions=[0.02, 0.1, 0.3]),
-    "cpu": dict(images=2048, lanczos_iters=60, fractions=[0.01, 0.03, 0.1, 0.3, 0.6]),
-    "paper": dict(images=5000, lanczos_iters=80, fractions=[0.005, 0.01, 0.03, 0.1, 0.3, 0.6]),
+SETTINGS = {  # images of S, Lanczos steps (the weights measured before the end are the run's kept ones)
+    "smoke": dict(images=64, lanczos_iters=12),
+    "tiny": dict(images=512, lanczos_iters=30),
+    "cpu": dict(images=2048, lanczos_iters=60),
+    "paper": dict(images=5000, lanczos_iters=80),
 }
-ARMS = {"hessian_top_k": "topk", "random_subspace": "random"}  # variant -> which fraction is its claim metric
+K_MAX = 10  # f(k) for k = 1..K_MAX at every measured step (K_MAX <= every profile's Lanczos steps)
+SHARES = {"top2_share_of_top10": (2, 10), "top5_share_of_top10": (5, 10)}  # metric -> (k, K): f(k) / f(K)
+ARMS = {"hessian_top_k": "topk", "random_subspace": "random", "classes2": "topk", "classes5": "topk"}
 RANDOM_SEED = 1234
 
 
@@ -48,31 +46,17 @@ def settings(profile: str) -> dict:
     return SETTINGS[profile]
 
 
-def measure_steps(total: int, fractions: list[float]) -> list[int]:
-    """Sorted distinct steps max(1, round(f T)) < T, then T itself."""
-    return sorted({min(max(1, round(f * total)), total) for f in fractions} | {total})
-
-
-def prefix_weights(cfg: dict, steps: int, device) -> dict:
-    """The model state after the first ``steps`` steps of the run ``cfg`` (constant lr, no warm-up: see docstring)."""
-    sc = cfg["schedule"]
-    if sc["name"] != "constant" or sc["warmup_steps"] or sc["warmup_frac"]:
-        raise ValueError(f"intermediate weights need a constant lr without warm-up, got schedule {sc}")
-    cfg = copy.deepcopy(cfg)
-    cfg["train"].update(steps=steps, epochs=None, eval_every=0, checkpoint_every=0)
-    cfg["device"] = str(device)
-    with tempfile.TemporaryDirectory() as tmp:
-        train_run(cfg, tmp)
-        return torch.load(Path(tmp) / "checkpoint.pt", map_location=device, weights_only=False)["model"]
-
-
-def fractions_at(model, batches, k: int, iters: int) -> dict:
-    """f_top and f_random (module docstring) at the model's current weights."""
-    top = gradient_overlap(model, F.cross_entropy, batches, k=k, iters=iters, seed=0)
-    _, grad = subset_loss_and_grad(model, F.cross_entropy, batches)
+def fractions_at(model, batches, k: int, iters: int, k_max: int = K_MAX) -> dict:
+    """f(1..k_max), f_top = f(k) and f_random (module docstring) at the model's current weights."""
+    hvp = make_hvp(model, F.cross_entropy, batches)
+    _, vectors = top_eigenpairs(hvp, k=max(k, k_max), iters=iters, seed=0)  # rows ordered by eigenvalue, largest first
+    loss, grad = subset_loss_and_grad(model, F.cross_entropy, batches)
+    grad = grad.cpu()
+    by_k = [subspace_overlap(grad, vectors[:j].cpu()) for j in range(1, k_max + 1)]
     gen = torch.Generator().manual_seed(RANDOM_SEED)
     random_basis = torch.randn(k, grad.numel(), generator=gen, dtype=torch.float64)
-    return {"topk": top.overlap, "random": subspace_overlap(grad.cpu(), random_basis), "loss": top.loss}
+    return {"topk": subspace_overlap(grad, vectors[:k].cpu()), "random": subspace_overlap(grad, random_basis),
+            "loss": loss, "by_k": by_k}
 
 
 def write_derived(run_dir: str | Path, profile: str, out: str | Path, device: str = "auto") -> dict:
@@ -83,24 +67,27 @@ def write_derived(run_dir: str | Path, profile: str, out: str | Path, device: st
     if variant not in ARMS:
         raise ValueError(f"variant {variant!r} is not an arm of this analysis; known: {sorted(ARMS)}")
     batches, k = image_batches(data, "train", s["images"], dev), data.num_classes
-    final_state = {key: v.clone() for key, v in model.state_dict().items()}
     total = int(meta.get("final_step") or meta["total_steps"])
+    states = {t: load_checkpoint(path)["model"] for t, path in kept_weights(run_dir).items() if t < total}
+    states[total] = _run.state
     curve = []
-    for step in measure_steps(total, s["fractions"]):
-        model.load_state_dict(final_state if step == total else prefix_weights(meta["config"], step, dev))
+    for step, state in sorted(states.items()):
+        model.load_state_dict({key: v.to(dev) for key, v in state.items()})
         curve.append({"step": step, **fractions_at(model, batches, k, s["lanczos_iters"])})
     end = curve[-1]
     n_params = sum(p.numel() for p in curvature_params(model))
     metrics = {"grad_frac_topk": end["topk"], "grad_frac_random": end["random"],
-               "grad_subspace_fraction": end[ARMS[variant]]}
-    details = {"profile": profile, "settings": s, "k": k, "n_params": n_params, "k_over_n": k / n_params,
-               "arm": ARMS[variant], "curve": curve}
+               "grad_subspace_fraction": end[ARMS[variant]],
+               **{name: end["by_k"][j - 1] / end["by_k"][big - 1] for name, (j, big) in SHARES.items()}}
+    details = {"profile": profile, "settings": s, "k": k, "k_max": K_MAX, "n_params": n_params,
+               "k_over_n": k / n_params, "arm": ARMS[variant], "curve": curve}
     Path(out).write_text(json.dumps({"metrics": metrics, "details": details}, indent=2))
     return metrics
 
 
 def write_section(derived_files: dict[str, list[Path]], profile: str, out_dir: str | Path) -> Path:
-    """f_top and f_random over training, every run of every arm (``derived_files``: {variant: [derived.json]})."""
+    """f_top and f_random over training, and f(k) against k at the end, every run of every arm (``derived_files``:
+    {variant: [derived.json]})."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -110,31 +97,43 @@ def write_section(derived_files: dict[str, list[Path]], profile: str, out_dir: s
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    fig, ax = plt.subplots(figsize=(5.5, 3.8))
-    rows, k_over_n = [], None
+    fig, (ax, ax_k) = plt.subplots(1, 2, figsize=(11, 3.8))
+    rows, k_over_n = [], {}
     for i, (variant, files) in enumerate(derived_files.items()):
         for path in files:
             d = json.loads(Path(path).read_text())["details"]
-            k_over_n = d["k_over_n"]
+            k_over_n[d["k"]] = d["k_over_n"]
             steps = [c["step"] for c in d["curve"]]
+            first = path == files[0]
             ax.plot(steps, [c["topk"] for c in d["curve"]], "o-", color=f"C{i}", ms=3,
-                    label=f"{variant}: top-k" if path == files[0] else None)
+                    label=f"{variant}: top-k" if first else None)
             ax.plot(steps, [c["random"] for c in d["curve"]], "x:", color=f"C{i}", ms=3,
-                    label=f"{variant}: random k-dim" if path == files[0] else None)
-            rows += [{"variant": f"`{variant}`", "run": Path(path).parent.name, "step": c["step"],
-                      "f_top": f"{c['topk']:.4g}", "f_random": f"{c['random']:.3g}", "subset loss": f"{c['loss']:.4g}"}
-                     for c in d["curve"]]
-    if k_over_n is not None:
-        ax.axhline(k_over_n, color="grey", lw=0.8, label="k / n_params")
-    ax.set(xscale="symlog", yscale="log", xlabel="training step", ylabel="fraction of ||g||^2 in subspace")
-    ax.legend(fontsize=7)
+                    label=f"{variant}: random k-dim" if first else None)
+            by_k = d["curve"][-1]["by_k"]
+            ax_k.plot(range(1, len(by_k) + 1), by_k, "o-", color=f"C{i}", ms=3, alpha=0.8,
+                      label=f"{variant} ({d['k']} classes)" if first else None)
+            if first:
+                ax_k.axvline(d["k"], color=f"C{i}", ls=":", lw=1)
+            rows += [{"variant": f"`{variant}`", "run": Path(path).parent.name, "step": c["step"], "k": d["k"],
+                      "f_top": f"{c['topk']:.4g}", "f_random": f"{c['random']:.3g}",
+                      **{f"f({j})": f"{c['by_k'][j - 1]:.3g}" for j in (1, 2, 5, 10) if j <= len(c["by_k"])},
+                      "subset loss": f"{c['loss']:.4g}"} for c in d["curve"]]
+    for k, ratio in sorted(k_over_n.items()):
+        ax.axhline(ratio, color="grey", lw=0.8, label=f"k / n_params (k = {k})")
+    ax.set(xscale="symlog", yscale="log", xlabel="training step", ylabel="fraction of ||g||^2 in subspace",
+           title="over training (k = classes)")
+    ax.legend(fontsize=6)
+    ax_k.set(xlabel="k (top-k Hessian eigenvectors)", ylabel="f(k) at the end", ylim=(0, 1.02),
+             title="at the end; dotted: k = classes")
+    ax_k.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(out_dir / "overlap.png", dpi=120)
     plt.close(fig)
-    note = (f"Profile `{profile}`: f_top = ||P_k g||^2/||g||^2 in the top-k Hessian eigenspace (k = classes), f_random "
-            f"in a random k-dim subspace (expected k/n_params = {k_over_n:.3g}), on the run's first "
-            f"{settings(profile)['images']} training images; weights before the end recomputed by re-running the "
-            "first t steps. Shown as a figure and table; the claim in the Verdict compares the two arms' end values.")
+    note = (f"Profile `{profile}`: f(k) = ||P_k g||^2/||g||^2 in the top-k Hessian eigenspace, f_top = f(classes), "
+            f"f_random in a random k-dim subspace (k = classes; expected k/n_params), on the run's first "
+            f"{settings(profile)['images']} training images, at the steps where the run kept its weights "
+            "(`train.keep_weights_at`) and at its end. Shown as a figure and table; the claims in the Verdict "
+            "compare the runs' end values.")
     return write_md(out_dir, rows, ["overlap.png"], f"python -m papers.tiny_subspace.analysis section "
                                                     f"--profile {profile}", note)
 
