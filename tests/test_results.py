@@ -174,6 +174,24 @@ def test_plots_written_with_missing_values(tmp_path):
     assert plots.learning_curves(empty, ["a"], tmp_path / "curves.png").is_file()
 
 
+def test_many_lines_get_distinct_colours_and_one_legend_beside_the_panels(tmp_path):
+    """Past 10 variants (a benchmark task has 15) colours come from tab20 and the legend leaves the panels."""
+    import matplotlib.pyplot as plt
+
+    assert plots.line_style(3, 5) == {"color": "C3"}
+    colours = [plots.line_style(i, 15)["color"] for i in range(15)]
+    assert len(set(colours)) == 15
+    for n, beside in ((3, False), (plots.LEGEND_IN_AXES + 1, True)):
+        fig, axes = plt.subplots(1, 2)
+        for i in range(n):
+            for ax in axes:
+                ax.plot([0, 1], [i, i], label=f"v{i}", **plots.line_style(i, n))
+        plots.place_legends(fig, axes)
+        assert bool(fig.legends) == beside
+        assert all((ax.get_legend() is None) == beside for ax in axes)
+        assert plots.save_figure(fig, tmp_path / f"lines{n}.png").is_file()
+
+
 def test_new_paper_copies_template(tmp_path, monkeypatch):
     papers = tmp_path / "papers"
     template = Path(__file__).resolve().parents[1] / "papers" / "_template"

@@ -121,10 +121,15 @@ def test_aggregate_cli_writes_sweep_and_benchmark_files(papers, tmp_path):
     for member, acc in ACC.items():
         for seed in range(3):
             write_run(runs_dir, member, seed, acc + 0.001 * seed, [2.0, 1.5, 1.0], 3.0)
+            probe = {"kind": "probe", "probe": "activations", "step": 30, "variance": {"blocks.0": acc}}
+            with open(aggregate.run_dir(runs_dir, "toy", "tiny", member, seed) / "metrics.jsonl", "a") as fh:
+                fh.write(json.dumps(probe) + "\n")
     assert results_main(["aggregate", "toy", "--profile", "tiny", "--runs-dir", str(runs_dir),
                          "--out-dir", str(out)]) == 0
-    for name in ("sweep.csv", "sweep.png", "benchmark.csv", "benchmark.md", "curves_cifar.png", "sweep_cifar.png"):
+    for name in ("sweep.csv", "sweep.png", "benchmark.csv", "benchmark.md", "curves_cifar.png", "sweep_cifar.png",
+                 "probes_cifar_activations.png"):  # probe figures per task, like the curves
         assert (out / name).is_file(), name
+    assert not (out / "probes_activations.png").exists()
     assert not (out / "sweep_heatmap.png").exists()  # no two-key grid here
     claims = pd.read_csv(out / "claims.csv").iloc[0]
     # adamw's best (0.85..) vs sgd's best (sgd.lr1: 0.90..): AdamW does not beat SGD here

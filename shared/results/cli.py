@@ -60,7 +60,11 @@ def cmd_aggregate(args: argparse.Namespace) -> int:
     probe_rows = probes.probe_frame(paths, rename=members)  # each variant (its best grid point) as reported
     if len(probe_rows):
         probe_rows.to_csv(out / "probes.csv", index=False)
-        probes.plot_probes(probe_rows, variants, out, title)
+        if cfg.get("benchmark"):  # a figure per task (its methods at their best grid point), as curves_<task>.png
+            for task, spec in cfg["benchmark"]["tasks"].items():
+                probes.plot_probes(probe_rows, spec["variants"], out, f"{title} · {task}", prefix=f"probes_{task}_")
+        else:
+            probes.plot_probes(probe_rows, variants, out, title)
     if cfg.get("benchmark"):
         benchmark.write_benchmark(cfg, runs, sweep_df, curves, out, title)
         extra.append(benchmark.benchmark_table(benchmark.benchmark_frame(cfg, runs, sweep_df, curves)))

@@ -60,22 +60,53 @@ def learning_curves(curves: pd.DataFrame, variants: list[str], path: str | Path,
                 continue
             mean = part.groupby("step")["loss"].mean()
             ax.plot(mean.index, mean.values, marker="o" if len(mean) < 20 else None, ms=3,
-                    color=f"C{i}", label=f"{variant} (n={part['seed'].nunique()})")
+                    label=f"{variant} (n={part['seed'].nunique()})", **line_style(i, len(variants)))
         split = ", ".join(sorted(set(sub["split"]))) if len(sub) else ""
         ax.set_title(f"{kind} loss" + (f" ({split})" if kind == "eval" and split else ""), fontsize=9)
         ax.set_xlabel("step")
-        if ax.has_data():
-            ax.legend(fontsize=7)
-        else:
+        if not ax.has_data():
             ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes)
     fig.suptitle(title, fontsize=9)
+    place_legends(fig, axes)
     return save_figure(fig, path)
+
+
+LEGEND_IN_AXES = 8  # more labelled lines than this: one legend beside the figure instead of one inside each panel
+
+
+def line_style(i: int, n: int) -> dict:
+    """Colour (and dash, past 20) of the i-th of n lines: matplotlib's 10 default colours while they suffice, else
+    tab20, so that 15 variants of a benchmark task do not share colours."""
+    if n <= 10:
+        return {"color": f"C{i}"}
+    return {"color": plt.get_cmap("tab20")(i % 20), "linestyle": "-" if i < 20 else "--"}
+
+
+def place_legends(fig, axes, fontsize: int = 7) -> None:
+    """A legend in each panel with data when the lines are few; with more than ``LEGEND_IN_AXES`` distinct labels,
+    one legend to the right of the figure (``save_figure`` keeps it in the image)."""
+    axes = [ax for ax in axes if ax is not None and ax.has_data()]
+    handles = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(label, handle)
+    if not handles:
+        return
+    if len(handles) <= LEGEND_IN_AXES:
+        for ax in axes:
+            if ax.get_legend_handles_labels()[1]:
+                ax.legend(fontsize=fontsize)
+        return
+    fig.tight_layout()  # place the panels first; the legend goes outside them
+    fig.legend(list(handles.values()), list(handles), loc="center left", bbox_to_anchor=(1.0, 0.5),
+               fontsize=fontsize, frameon=False)
 
 
 def save_figure(fig, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    if not fig.legends:
+        fig.tight_layout()
+    fig.savefig(path, dpi=120, bbox_inches="tight")  # "tight": a legend beside the panels stays in the image
     plt.close(fig)
     return path

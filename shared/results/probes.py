@@ -113,13 +113,14 @@ def largest_layer_by_step(frame: pd.DataFrame) -> pd.Series:
     return frame.groupby(["seed", "step"])["value"].max().groupby("step").mean()
 
 
-def _plot_over_steps(ax, series: pd.Series, i: int, label: str) -> None:
-    """A step -> value line in the variant's colour (markers only while there are few points)."""
-    ax.plot(series.index, series.values, marker="o" if len(series) < 20 else None, ms=3, color=f"C{i}", label=label)
+def _plot_over_steps(ax, series: pd.Series, style: dict, label: str) -> None:
+    """A step -> value line in the variant's style (markers only while there are few points)."""
+    ax.plot(series.index, series.values, marker="o" if len(series) < 20 else None, ms=3, label=label, **style)
 
 
-def plot_probes(frame: pd.DataFrame, variants: list[str], out_dir: str | Path, title: str = "") -> list[Path]:
-    """One figure per probe (``probes_<probe>.png``): a column per key, lines per variant (see module docstring).
+def plot_probes(frame: pd.DataFrame, variants: list[str], out_dir: str | Path, title: str = "",
+                prefix: str = "probes_") -> list[Path]:
+    """One figure per probe (``<prefix><probe>.png``): a column per key, lines per variant (see module docstring).
 
     A per-layer key gets two panels: by layer at the last probe step (top) and its largest layer's value over steps
     (bottom), e.g. the largest attention logit anywhere in the model as training goes on (Wortsman et al. 2023,
@@ -137,17 +138,17 @@ def plot_probes(frame: pd.DataFrame, variants: list[str], out_dir: str | Path, t
             sub = part[part["key"] == key]
             top, bottom = axes[0][col], axes[-1][col] if rows == 2 else None
             for i, variant in enumerate(variants):
-                v = sub[sub["variant"] == variant]
+                v, style = sub[sub["variant"] == variant], plots.line_style(i, len(variants))
                 if not len(v):
                     continue
                 if layered[key]:
                     last = v[v["step"] == v["step"].max()]
                     order = list(dict.fromkeys(last["layer"]))
                     mean = last.groupby("layer", sort=False)["value"].mean().reindex(order)
-                    top.plot(range(len(order)), mean.values, marker="o", ms=3, color=f"C{i}", label=variant)
-                    _plot_over_steps(bottom, largest_layer_by_step(v), i, variant)
+                    top.plot(range(len(order)), mean.values, marker="o", ms=3, label=variant, **style)
+                    _plot_over_steps(bottom, largest_layer_by_step(v), style, variant)
                 else:
-                    _plot_over_steps(top, v.groupby("step")["value"].mean(), i, variant)
+                    _plot_over_steps(top, v.groupby("step")["value"].mean(), style, variant)
             top.set_xlabel("layer (model order), at the last probe step" if layered[key] else "step")
             top.set_title(f"{probe}: {key}", fontsize=9)
             if bottom is not None:
@@ -162,7 +163,7 @@ def plot_probes(frame: pd.DataFrame, variants: list[str], out_dir: str | Path, t
                     continue
                 if len(values) and (values > 0).all() and values.max() / values.min() > 100:
                     ax.set_yscale("log")
-                ax.legend(fontsize=7)
         fig.suptitle(f"{title} · mean over seeds", fontsize=9)
-        written.append(plots.save_figure(fig, Path(out_dir) / f"probes_{probe}.png"))
+        plots.place_legends(fig, axes.flat)
+        written.append(plots.save_figure(fig, Path(out_dir) / f"{prefix}{probe}.png"))
     return written

@@ -106,23 +106,25 @@ def plot_sweep(sweep: pd.DataFrame, path: str | Path, title: str = "") -> Path:
     for ax, metric in zip(axes[0], metrics):
         part_m = sweep[sweep["metric"] == metric]
         numeric = pd.to_numeric(part_m["value"], errors="coerce")
-        for i, (variant, part) in enumerate(part_m.groupby("variant", sort=False)):
+        groups = list(part_m.groupby("variant", sort=False))
+        for i, (variant, part) in enumerate(groups):
             x = pd.to_numeric(part["value"], errors="coerce")
             if x.isna().any():  # multi-key grid points: plot in grid order
                 x = pd.Series(range(len(part)), index=part.index)
-            ax.errorbar(x, part["mean"], yerr=part["std"].fillna(0), color=f"C{i}", marker="o", ms=4,
-                        capsize=2, label=variant)
+            style = plots.line_style(i, len(groups))
+            ax.errorbar(x, part["mean"], yerr=part["std"].fillna(0), marker="o", ms=4, capsize=2, label=variant,
+                        **style)
             hollow = part[part["n_missing"] > 0]
-            ax.scatter(x[hollow.index], hollow["mean"], s=60, facecolors="white", edgecolors=f"C{i}", zorder=3)
+            ax.scatter(x[hollow.index], hollow["mean"], s=60, facecolors="white", edgecolors=style["color"],
+                       zorder=3)
             best = part[part["selected"]]
             ax.scatter(x[best.index], best["mean"], s=120, facecolors="none", edgecolors="black", zorder=4)
         if len(numeric.dropna()) == len(numeric) and (numeric > 0).all() and numeric.max() / numeric.min() > 10:
             ax.set_xscale("log")
         ax.set_xlabel(", ".join(dict.fromkeys(part_m["param"])) or "grid point")
         ax.set_title(metric, fontsize=9)
-        if ax.has_data():
-            ax.legend(fontsize=7)
     fig.suptitle(title, fontsize=9)
+    plots.place_legends(fig, axes[0])
     return plots.save_figure(fig, path)
 
 
