@@ -217,3 +217,15 @@ def test_keep_weights_at_keeps_the_weights_after_those_steps(data_root, tmp_path
 
     with pytest.raises(ValueError, match=r"keep_weights_at: steps \[7\] are past the run's last step 6"):
         run(lm_cfg(keep_weights_at=[2, 7]), tmp_path / "bad")
+
+
+def test_cpu_device_description_names_the_kernels_isa(monkeypatch):
+    """Provenance says which vector instructions torch's CPU kernels use: runs on AVX2 and AVX512 kernels round
+    differently, so only runs with the same ISA are expected to match bit for bit."""
+    import torch
+
+    from shared.train.device import device_description
+
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX512")
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 3)
+    assert device_description(torch.device("cpu")).endswith(" (AVX512), 3 threads")

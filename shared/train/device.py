@@ -25,7 +25,9 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 
 def device_description(device: torch.device) -> str:
-    """Human-readable hardware name for provenance (GPU model, or CPU model and thread count)."""
+    """Human-readable hardware name for provenance (GPU model, or CPU model, the vector instructions torch's kernels
+    use, and thread count). Two CPUs both named "AMD EPYC" with AVX2 and with AVX512 kernels round differently, so
+    the same seed can end a few ULPs (and, after many steps, more) apart: the ISA says which runs should match."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     cpu = platform.processor() or platform.machine()
@@ -34,7 +36,8 @@ def device_description(device: torch.device) -> str:
             cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu)
     except OSError:
         pass
-    return f"{device.type}: {cpu}, {torch.get_num_threads()} threads"
+    isa = getattr(torch.backends.cpu, "get_cpu_capability", lambda: "")()
+    return f"{device.type}: {cpu}{f' ({isa})' if isa else ''}, {torch.get_num_threads()} threads"
 
 
 def cpu_supports_bf16() -> bool:
