@@ -120,7 +120,7 @@ def write_section(derived_files: dict[str, list[Path]], profile: str, out_dir: s
                       "subset loss": f"{c['loss']:.4g}"} for c in d["curve"]]
     for k, ratio in sorted(k_over_n.items()):
         ax.axhline(ratio, color="grey", lw=0.8, label=f"k / n_params (k = {k})")
-    ax.set(xscale="symlog", yscale="log", xlabel="training step", ylabel="fraction of ||g||^2 in subspace",
+    ax.set(xscale="log", yscale="log", xlabel="training step", ylabel="fraction of ||g||^2 in subspace",
            title="over training (k = classes)")
     ax.legend(fontsize=6)
     ax_k.set(xlabel="k (top-k Hessian eigenvectors)", ylabel="f(k) at the end", ylim=(0, 1.02),
