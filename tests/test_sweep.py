@@ -114,6 +114,15 @@ def test_benchmark_columns_from_known_runs(papers, tmp_path):
     assert bench.loc["plain", "time_per_step_rel"] == pytest.approx(2.0)
     assert bench.loc["sgd", "state_bytes_per_param"] == 0.0 and bench.loc["adamw", "state_bytes_per_param"] == 8.0
     assert bench.loc["plain", "sensitivity_gap"] == 0.0 and bench.loc["sgd", "grid_points"] == 3
+    # benchmark.columns: any per-run metric, mean ± std over the reported grid point's seeds
+    runs = runs.assign(extra_metric=[float(seed) + (10.0 if m == "sgd.lr1" else 0.0)
+                                     for seed, m in zip(runs["seed"], runs["selected_member"].fillna(""))])
+    cfg = {**cfg, "benchmark": {**cfg["benchmark"], "columns": ["extra_metric", "absent"]}}
+    bench = benchmark.benchmark_frame(cfg, runs, df, aggregate.learning_curves(paths)).set_index("variant")
+    assert bench.loc["sgd", "extra_metric"] == pytest.approx(11.0) and bench.loc["sgd", "extra_metric_n"] == 3
+    assert bench.loc["sgd", "extra_metric_std"] == pytest.approx(1.0) and math.isnan(bench.loc["sgd", "absent"])
+    table = benchmark.benchmark_table(bench.reset_index(), ["extra_metric", "absent"])
+    assert "| extra_metric | absent |" in table and "11 ± 1 (n=3)" in table
 
 
 def test_aggregate_cli_writes_sweep_and_benchmark_files(papers, tmp_path):

@@ -231,6 +231,8 @@ PAPER_SCHEMA = _obj(
                          "baseline": {"type": "string"}, "time_reference": {"type": "string"}},
                         required=("variants", "baseline", "time_reference")),
                 },
+                # extra per-run metrics shown per method (e.g. probe_metrics entries)
+                "columns": {"type": "array", "items": {"type": "string"}},
             },
             required=("tasks",),
         ),

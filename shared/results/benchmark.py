@@ -14,6 +14,9 @@ Columns (``benchmark.csv`` / ``benchmark.md``), for each task and variant (its b
   optimizer's own overhead).
 - ``state_bytes_per_param``: ``optimizer_state_bytes_per_param`` from ``final.json`` (tensors in the optimizer's
   state, bytes per trainable parameter).
+- one column per name in ``benchmark.columns`` (optional): any per-run metric, e.g. a ``probe_metrics`` entry such
+  as the largest attention logit, as mean ± std over the seeds of the reported grid point (``<name>``,
+  ``<name>_std``, ``<name>_n`` in the CSV).
 """
 from __future__ import annotations
 
@@ -78,6 +81,10 @@ def benchmark_frame(cfg: dict, runs: pd.DataFrame, sweep: pd.DataFrame, curves: 
             time_rel, _, _ = _mean(part["wall_time_s"] / part["step"]) if len(part) else (math.nan, 0, 0)
             state, _, _ = _mean(part.get(STATE_METRIC, pd.Series(dtype=float)))
             s = sens.loc[variant] if variant in sens.index else None
+            extra = {}
+            for column in cfg["benchmark"].get("columns", []):
+                extra[column], extra[f"{column}_std"], extra[f"{column}_n"] = _mean(
+                    part.get(column, pd.Series(dtype=float)))
             rows.append({
                 "task": task, "variant": variant, "selected_member": member, "metric": rule["metric"],
                 "mean": mean, "std": std, "n": n,
@@ -88,11 +95,12 @@ def benchmark_frame(cfg: dict, runs: pd.DataFrame, sweep: pd.DataFrame, curves: 
                 and len(part) else math.nan, "reached": f"{reached}/{len(part)}",
                 "time_per_step_rel": time_rel / ref_time if ref_time else math.nan,
                 "state_bytes_per_param": state, "baseline": spec["baseline"],
-                "time_reference": spec["time_reference"]})
+                "time_reference": spec["time_reference"], **extra})
     return pd.DataFrame(rows)
 
 
-def benchmark_table(bench: pd.DataFrame) -> str:
+def benchmark_table(bench: pd.DataFrame, columns: list[str] = ()) -> str:
+    """Markdown, one table per task; ``columns``: the config's ``benchmark.columns``, appended as mean ± std."""
     parts = []
     for task, part in bench.groupby("task", sort=False):
         rows = [[f"`{r['variant']}`", f"`{r['selected_member']}`", f"{r['metric']}: "
@@ -101,13 +109,15 @@ def benchmark_table(bench: pd.DataFrame) -> str:
                  + (f" ({r['grid_points_with_missing']} lost seeds)" if r["grid_points_with_missing"] else ""),
                  f"{tables.fmt(r['steps_to_baseline'])} ({r['reached']})", tables.fmt(r["time_per_step_rel"], 3),
                  tables.fmt(r["state_bytes_per_param"], 3)]
+                + [tables.mean_std(r[c], r[f"{c}_std"], r[f"{c}_n"]) for c in columns]
                 for _, r in part.iterrows()]
         first = part.iloc[0]
         parts.append(f"**Task `{task}`** — baseline `{first['baseline']}` (target eval loss "
                      f"{tables.fmt(first['target_loss'])}), time reference `{first['time_reference']}`.\n\n"
                      + tables.markdown_table(
                          ["method", "best grid point", "best metric (mean ± std)", "sensitivity gap",
-                          "steps to baseline (seeds reaching)", "time/step (rel.)", "state bytes/param"], rows))
+                          "steps to baseline (seeds reaching)", "time/step (rel.)", "state bytes/param", *columns],
+                         rows))
     return "\n\n".join(parts)
 
 
@@ -116,7 +126,8 @@ def write_benchmark(cfg: dict, runs: pd.DataFrame, sweep: pd.DataFrame, curves: 
     """benchmark.csv, benchmark.md and per task: curves_<task>.png (best grid points), sweep_<task>.png."""
     bench = benchmark_frame(cfg, runs, sweep, curves)
     bench.to_csv(out / "benchmark.csv", index=False)
-    (out / "benchmark.md").write_text(f"## {title}: benchmark\n\n{benchmark_table(bench)}\n")
+    table = benchmark_table(bench, cfg["benchmark"].get("columns", []))
+    (out / "benchmark.md").write_text(f"## {title}: benchmark\n\n{table}\n")
     written = [out / "benchmark.csv", out / "benchmark.md"]
     for task, spec in cfg["benchmark"]["tasks"].items():
         rename = {_member(runs, v): v for v in spec["variants"]}

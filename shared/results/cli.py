@@ -67,7 +67,8 @@ def cmd_aggregate(args: argparse.Namespace) -> int:
             probes.plot_probes(probe_rows, variants, out, title)
     if cfg.get("benchmark"):
         benchmark.write_benchmark(cfg, runs, sweep_df, curves, out, title)
-        extra.append(benchmark.benchmark_table(benchmark.benchmark_frame(cfg, runs, sweep_df, curves)))
+        extra.append(benchmark.benchmark_table(benchmark.benchmark_frame(cfg, runs, sweep_df, curves),
+                                               cfg["benchmark"].get("columns", [])))
     (out / readme.TABLE).write_text(table_md(title, cfg["profiles"][args.profile], runs, summary, claims,
                                              claim_metrics, extra))
     log.info("aggregated %d runs of %s/%s into %s", len(paths), args.paper, args.profile, out)
