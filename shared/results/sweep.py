@@ -119,8 +119,11 @@ def plot_sweep(sweep: pd.DataFrame, path: str | Path, title: str = "") -> Path:
                        zorder=3)
             best = part[part["selected"]]
             ax.scatter(x[best.index], best["mean"], s=120, facecolors="none", edgecolors="black", zorder=4)
-        if len(numeric.dropna()) == len(numeric) and (numeric > 0).all() and numeric.max() / numeric.min() > 10:
-            ax.set_xscale("log")
+        if len(numeric.dropna()) == len(numeric) and (numeric > 0).all() and numeric.max() / numeric.min() > 1:
+            ax.set_xscale("log")  # learning rates and the like: the grid's own values as ticks
+            ticks = sorted(set(numeric))
+            ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+            ax.minorticks_off()
         ax.set_xlabel(", ".join(dict.fromkeys(part_m["param"])) or "grid point")
         ax.set_title(metric, fontsize=9)
     fig.suptitle(title, fontsize=9)
