@@ -122,18 +122,18 @@ def benchmark_table(bench: pd.DataFrame, columns: list[str] = ()) -> str:
 
 
 def write_benchmark(cfg: dict, runs: pd.DataFrame, sweep: pd.DataFrame, curves: pd.DataFrame, out: Path,
-                    title: str) -> list[Path]:
-    """benchmark.csv, benchmark.md and per task: curves_<task>.png (best grid points), sweep_<task>.png."""
+                    title: str) -> str:
+    """benchmark.csv, benchmark.md and per task: curves_<task>.png (best grid points), sweep_<task>.png; returns the
+    Markdown table, for the paper's table.md."""
     bench = benchmark_frame(cfg, runs, sweep, curves)
     bench.to_csv(out / "benchmark.csv", index=False)
     table = benchmark_table(bench, cfg["benchmark"].get("columns", []))
     (out / "benchmark.md").write_text(f"## {title}: benchmark\n\n{table}\n")
-    written = [out / "benchmark.csv", out / "benchmark.md"]
     for task, spec in cfg["benchmark"]["tasks"].items():
         rename = {_member(runs, v): v for v in spec["variants"]}
         part = curves[curves["variant"].isin(rename)].assign(variant=lambda d: d["variant"].map(rename))
-        written.append(plots.learning_curves(part, spec["variants"], out / f"curves_{task}.png",
-                                             f"{title} · {task} · best grid point per method"))
-        written.append(plot_sweep(sweep[sweep["variant"].isin(spec["variants"])], out / f"sweep_{task}.png",
-                                  f"{title} · {task} · metric vs swept value"))
-    return written
+        plots.learning_curves(part, spec["variants"], out / f"curves_{task}.png",
+                              f"{title} · {task} · best grid point per method")
+        plot_sweep(sweep[sweep["variant"].isin(spec["variants"])], out / f"sweep_{task}.png",
+                   f"{title} · {task} · metric vs swept value")
+    return table

@@ -66,9 +66,7 @@ def cmd_aggregate(args: argparse.Namespace) -> int:
         else:
             probes.plot_probes(probe_rows, variants, out, title)
     if cfg.get("benchmark"):
-        benchmark.write_benchmark(cfg, runs, sweep_df, curves, out, title)
-        extra.append(benchmark.benchmark_table(benchmark.benchmark_frame(cfg, runs, sweep_df, curves),
-                                               cfg["benchmark"].get("columns", [])))
+        extra.append(benchmark.write_benchmark(cfg, runs, sweep_df, curves, out, title))
     (out / readme.TABLE).write_text(table_md(title, cfg["profiles"][args.profile], runs, summary, claims,
                                              claim_metrics, extra))
     log.info("aggregated %d runs of %s/%s into %s", len(paths), args.paper, args.profile, out)
