@@ -80,3 +80,16 @@ def test_workflow_smoke_profile_end_to_end(tmp_path, papers_copy):
     # a second invocation has nothing to do
     again = snakemake(tmp_path, "-n", "--configfile", str(SMOKE_CONFIG), "--config", "update_readmes=True")
     assert "Nothing to be done" in again.stdout + again.stderr
+
+    # a fresh machine (no runs/) with reuse_runs restores every run from the committed records, trains none, and
+    # rebuilds the same tables: a profile can be extended elsewhere without retraining what is recorded
+    out = tmp_path / "results" / "mish" / "smoke"
+    before = {name: (out / name).read_bytes() for name in ("runs.csv", "claims.csv", "run_records.jsonl.gz")}
+    shutil.rmtree(tmp_path / "runs" / "mish")
+    res = snakemake(tmp_path, "-c2", "--configfile", str(SMOKE_CONFIG), "--config", "reuse_runs=True", "papers=[mish]")
+    assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-4000:]
+    assert {name: (out / name).read_bytes() for name in before} == before
+    for variant in load_paper("mish")["variants"]:
+        log = tmp_path / "runs" / "logs" / "run" / "mish" / "smoke" / variant / "seed0.log"
+        assert "restored from" in log.read_text(), variant
+        assert not (tmp_path / "runs" / "mish" / "smoke" / variant / "seed0" / "checkpoint.pt").exists()

@@ -86,6 +86,16 @@ def run_dirs(paper, profile):
     ]
 
 
+def restore_arg(wildcards):
+    """With `reuse_runs`, `--restore-from` the profile's committed run records (shared/records.py): a run
+    whose record has its config hash is rewritten from it instead of trained. Never for a paper whose own rules
+    analyse saved weights (an `analysis` block), as records hold no weights."""
+    cfg = ALL_PAPERS[wildcards.paper] if wildcards.paper in ALL_PAPERS else load_paper(wildcards.paper)
+    if not config["reuse_runs"] or cfg.get("analysis"):
+        return ""
+    return f"--restore-from {RESULTS}/{wildcards.paper}/{wildcards.profile}/run_records.jsonl.gz"
+
+
 def aggregate_inputs(wildcards):
     dirs = run_dirs(wildcards.paper, wildcards.profile)
     cfg = ALL_PAPERS[wildcards.paper] if wildcards.paper in ALL_PAPERS else load_paper(wildcards.paper)
@@ -141,7 +151,7 @@ def results_files(paper, profile):
     return [f"{RESULTS}/{paper}/{profile}/{name}" for name in RESULT_FILES]
 
 
-RESULT_FILES = ["runs.csv", "summary.csv", "claims.csv", "table.md", "claims.png", "curves.png"]
+RESULT_FILES = ["runs.csv", "summary.csv", "claims.csv", "table.md", "claims.png", "curves.png", "run_records.jsonl.gz"]
 
 
 def readme_inputs(wildcards):

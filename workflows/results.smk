@@ -36,6 +36,8 @@ rule aggregate:
             category="{paper}",
             subcategory="{profile}",
         ),
+        # every run's meta/final/metrics text, committed, so another machine can extend the profile (reuse_runs)
+        records=f"{RESULTS}/{{paper}}/{{profile}}/run_records.jsonl.gz",
     log:
         f"{RUNS}/logs/aggregate/{{paper}}/{{profile}}.log",
     params:

@@ -16,6 +16,7 @@ rule run:
         device=DEVICE,
         # reruns exactly the jobs whose resolved config changed (Snakemake's params rerun trigger)
         config_hash=lambda w: run_config_hash(w.paper, w.variant, w.profile, w.seed),
+        restore=restore_arg,
     conda:
         ENV
     threads: run_threads
@@ -25,4 +26,5 @@ rule run:
         gpu=run_resource("gpu"),
     shell:
         "repro run {wildcards.paper} --variant {wildcards.variant} --profile {wildcards.profile}"
-        " --seed {wildcards.seed} --out {params.out} --resume --threads {threads} {params.device} > {log} 2>&1"
+        " --seed {wildcards.seed} --out {params.out} --resume --threads {threads} {params.device} {params.restore}"
+        " > {log} 2>&1"

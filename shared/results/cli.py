@@ -17,6 +17,7 @@ from pathlib import Path
 
 from shared.config import list_papers, load_paper, papers_dir
 from shared.config.sweep import profile_variants, report_variants
+from shared import records
 from shared.results import aggregate, benchmark, cluster, ledger, plots, probes, readme, sweep, tables
 
 log = logging.getLogger("repro.results")
@@ -25,13 +26,15 @@ SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9_]*$")
 
 
 def cmd_aggregate(args: argparse.Namespace) -> int:
-    """runs/<slug>/<profile>/*/seed*/ → runs.csv, summary.csv, claims.csv, table.md, claims.png, curves.png; with a
-    ``sweep`` block also sweep.csv and sweep.png, with a ``benchmark`` block benchmark.csv/.md and per-task figures."""
+    """runs/<slug>/<profile>/*/seed*/ → runs.csv, summary.csv, claims.csv, table.md, claims.png, curves.png and the
+    runs' text files as run_records.jsonl.gz (shared/records.py); with a ``sweep`` block also sweep.csv and
+    sweep.png, with a ``benchmark`` block benchmark.csv/.md and per-task figures."""
     cfg = load_paper(args.paper)
     seeds = cfg["profiles"][args.profile]["seeds"]
     out = Path(args.out_dir or Path("results") / args.paper / args.profile)
     out.mkdir(parents=True, exist_ok=True)
     paths = aggregate.find_runs(args.runs_dir, args.paper, args.profile, profile_variants(cfg, args.profile), seeds)
+    records.write_records(paths, out / records.FILE)
     all_runs = aggregate.runs_frame(paths, cfg.get("probe_metrics"))
     sweep_df = sweep.sweep_frame(cfg, all_runs)
     runs = sweep.with_best(all_runs, sweep_df)  # a swept variant = its best grid point
