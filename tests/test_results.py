@@ -391,3 +391,12 @@ def test_paired_claim_compares_two_metrics_of_the_same_runs():
     assert row["b"] == "mlp: naive" and row["verdict"] == "reproduced"  # the other variant's rows are not used
     assert row["mean_b"] == pytest.approx(0.65) and row["effect"] == pytest.approx(0.10)
     assert "`mlp: naive`" in tables.claims_table(aggregate.claims_frame(paper, "toy", "tiny", runs))
+
+
+def test_probe_caption_names_the_benchmark_task_apart_from_the_probe():
+    from shared.results.readme import probe_caption
+
+    bench = {"benchmark": {"tasks": {"no_warmup": {}, "warmup": {}}}}
+    assert probe_caption("probes_no_warmup_grad_norms", bench) == "probe grad_norms, task no_warmup (mean over seeds)"
+    assert probe_caption("probes_warmup_attention", bench) == "probe attention, task warmup (mean over seeds)"
+    assert probe_caption("probes_weight_norm", {}) == "probe weight_norm (mean over seeds)"

@@ -91,6 +91,15 @@ def provenance_line(runs: pd.DataFrame) -> str:
             f"{n_runs} runs, seeds {seeds}; code {short}{dirty}.")
 
 
+def probe_caption(stem: str, paper_cfg: dict) -> str:
+    """``probes_<probe>`` or, in a benchmark, ``probes_<task>_<probe>`` (shared/results/probes.py) → a caption."""
+    name = stem.removeprefix("probes_")
+    for task in ((paper_cfg.get("benchmark") or {}).get("tasks") or {}):
+        if name.startswith(f"{task}_"):
+            return f"probe {name.removeprefix(f'{task}_')}, task {task} (mean over seeds)"
+    return f"probe {name} (mean over seeds)"
+
+
 def render_results(slug: str, paper_cfg: dict, results_dir: str | Path, readme: str | Path) -> str:
     readme = Path(readme)
     profiles = profiles_with_results(results_dir, slug, list(paper_cfg.get("profiles", {})))
@@ -124,8 +133,7 @@ def render_results(slug: str, paper_cfg: dict, results_dir: str | Path, readme: 
         named += [(f"best grid points: {f.stem.replace('_', ' ')}", f.name)
                   for f in sorted(d.glob("curves_*.png")) + sorted(d.glob("sweep_*.png"))
                   if f.name != "sweep_heatmap.png"]
-        named += [(f"probe {f.stem.removeprefix('probes_')} (mean over seeds)", f.name)
-                  for f in sorted(d.glob("probes_*.png"))]
+        named += [(probe_caption(f.stem, paper_cfg), f.name) for f in sorted(d.glob("probes_*.png"))]
         figs = [f"![{name} ({profile})]({_link(d / f, readme)})" for name, f in named if (d / f).is_file()]
         if figs:
             parts.append("\n".join(figs))
