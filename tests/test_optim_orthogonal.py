@@ -12,7 +12,10 @@ from shared.optim import adago, muon, swan  # noqa: F401  (registrations)
 from shared.optim.muon import ORTHO, MuonAdamW
 from shared.optim.swan import SWAN, grad_norm, grad_whitening
 
-HYBRID = [n for n in list_optimizers() if getattr(OPTIMIZERS.get(n), "route_param_groups", None)]
+# optimizers that route matrices and the rest to two update rules (sgd_l2_as_lr routes too, by scale invariance,
+# into one rule: tests/test_optim_l2_as_lr.py)
+HYBRID = [n for n in list_optimizers()
+          if getattr(OPTIMIZERS.get(n), "route_param_groups", None) and n != "sgd_l2_as_lr"]
 NS = ((3.4445, -4.7750, 2.0315), 5, 1e-7)  # torch.optim.Muon's Newton-Schulz defaults
 
 

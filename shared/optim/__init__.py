@@ -11,7 +11,8 @@ paper's update equations beside the code: ``sgdw`` (arXiv:1711.05101), ``adamp``
 ``diffgrad`` (arXiv:1909.11015), ``madgrad`` (arXiv:2101.11075), ``muon_adamw`` (Muon on matrices, AdamW on the
 rest; arXiv:2502.16982), ``adago`` (arXiv:2509.02981), ``swan`` (arXiv:2412.13148), ``ademamix``
 (arXiv:2409.03050), ``mars_adamw`` (arXiv:2411.10438) and ``spam`` (arXiv:2501.06842). AMSGrad is torch's
-``adam`` / ``adamw`` with ``amsgrad=True``.
+``adam`` / ``adamw`` with ``amsgrad=True``. ``sgd_l2_as_lr`` is SGD with L2 on scale-invariant weights replaced by
+its equivalent learning-rate schedule (the matched control of arXiv:1706.05350, after arXiv:1910.07454).
 """
 from shared.optim.param_groups import no_weight_decay_names, param_groups
 from shared.optim.registry import OPTIMIZERS, create_optimizer, list_optimizers, register_optimizer
@@ -31,6 +32,7 @@ from shared.optim import (  # noqa: F401,E402
     ademamix,
     decoupled_sgd,
     diffgrad,
+    l2_as_lr,
     madgrad,
     mars,
     muon,

@@ -133,6 +133,8 @@ class EffectiveLR(Probe):
                 modules = normalized_weights(model, batch.forward, batch.x)
             self.names = [f"{m}.weight" for m in modules if f"{m}.weight" in params]
         self._lr_of = {id(p): g for g in optimizer.param_groups for p in g["params"]}
+        # the lr the step applies: an optimizer that rescales its scheduled lr (sgd_l2_as_lr) says so
+        self._applied_lr = getattr(optimizer, "applied_lr", lambda group: group["lr"])
         self._values: dict[str, float] | None = None
         self._sum, self._count = 0.0, 0  # of the per-step mean over weights, for ``mean_effective_lr``
 
@@ -143,7 +145,7 @@ class EffectiveLR(Probe):
             p = params[name]
             group = self._lr_of.get(id(p))
             # eta_eff = eta / ||w||^2
-            values[name] = group["lr"] / _norm(p) ** 2 if group is not None and _norm(p) > 0 else None
+            values[name] = self._applied_lr(group) / _norm(p) ** 2 if group is not None and _norm(p) > 0 else None
         self._values = values
 
     def after_step(self, step):
