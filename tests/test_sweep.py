@@ -215,6 +215,12 @@ def test_a_profile_can_run_a_subset_of_variants_by_glob(papers):
     assert report_variants(loaded, "cpu") == ["adamw", "plain"]  # the tables' rows
     assert report_variants(loaded) == ["adamw", "plain", "sgd"]
     assert profile_variants(loaded, "tiny") == list(loaded["variants"])
+    # a glob may also pick grid points: one learning rate of each swept variant
+    cfg["profiles"]["cpu"]["variants"] = ["*.lr0.01", "plain"]
+    (papers / "toy" / "config.yaml").write_text(yaml.safe_dump(cfg))
+    loaded = load_paper("toy")
+    assert profile_variants(loaded, "cpu") == ["adamw.lr0.01", "plain", "sgd.lr0.01"]
+    assert report_variants(loaded, "cpu") == ["adamw", "plain", "sgd"]
 
 
 @pytest.mark.parametrize("profile_spec, claim_profiles, message", [

@@ -174,16 +174,18 @@ def list_papers() -> list[str]:
 
 
 def _check_profile_variants(cfg: dict, named: list[str], path: Path) -> None:
-    """``profiles.<P>.variants``: each glob matches a variant; the profile runs every pair partner of what it runs;
+    """``profiles.<P>.variants``: each glob matches a variant or a grid point; the profile runs every pair partner of what it runs;
     a claim that applies at P (no ``profiles`` list, or one naming P) compares only variants P runs."""
     for prof, spec in cfg["profiles"].items():
         patterns = spec.get("variants")
         if not patterns:
             continue
         where = f"{path}: profiles.{prof}.variants"
+        names = list(dict.fromkeys([*named, *cfg["variants"]]))  # variants, and grid points of swept ones
         for pattern in patterns:
-            if not any(fnmatch.fnmatchcase(n, pattern) for n in named):
-                raise ConfigError(f"{where}: {pattern!r} matches no variant; variants: {', '.join(named)}")
+            if not any(fnmatch.fnmatchcase(n, pattern) for n in names):
+                raise ConfigError(f"{where}: {pattern!r} matches no variant or grid point; variants: "
+                                  f"{', '.join(names)}")
         # grid points and the swept names they stand for (a claim names the latter)
         runs = set(sweep.profile_variants(cfg, prof)) | set(sweep.report_variants(cfg, prof))
         for name in sorted(runs & set(cfg["variants"])):
