@@ -50,14 +50,10 @@ import torch.nn.functional as F
 from torch import fx, nn
 
 from shared.optim.registry import register_optimizer
+from shared.probes.weights import HOMOGENEOUS_TYPES, NORM_TYPES, WEIGHT_TYPES
 
-# x -> norm(x) is invariant to x -> a x (a > 0); f(a x) = a f(x) for the homogeneous ones (dropout in eval)
-NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm, nn.RMSNorm)
-HOMOGENEOUS_TYPES = (nn.ReLU, nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d,
-                     nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.Dropout, nn.Dropout2d,
-                     nn.Identity, nn.Flatten)
+# the module types of the effective_lr probe, plus the functional forms fx records for the homogeneous ones
 HOMOGENEOUS_FUNCTIONS = (F.relu, torch.relu, torch.flatten, operator.getitem)
-WEIGHT_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
 
 def scale_invariant_weights(model: nn.Module) -> list[str]:
