@@ -130,3 +130,29 @@ def test_l2_as_lr_refusals():
     with pytest.raises(ValueError, match="no learning-rate equivalent"):
         opt.step()
     assert math.isfinite(w.sum().item())
+
+
+def test_l2_as_lr_on_resnet20_tracks_sgd_with_l2_until_chaos():
+    """The real model: float64, BatchNorm eps near 0, random data. Both runs agree to 1e-9 for 15 steps; (beyond
+    some tens of steps at lr 0.1, rounding differences grow chaotically, as between any two float runs)."""
+    torch.manual_seed(0)
+    net = create_model("resnet20", num_classes=10).double()
+    for module in net.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            module.eps = 1e-14
+    g = torch.Generator().manual_seed(1)
+    x, y = torch.randn(15, 8, 3, 16, 16, generator=g, dtype=torch.float64), torch.randint(0, 10, (15, 8), generator=g)
+    runs = []
+    for name in ("sgd", "sgd_l2_as_lr"):
+        model = copy.deepcopy(net)
+        opt = create_optimizer(name, model, lr=0.1, weight_decay=5e-4, no_decay_norm_bias=True, momentum=0.9)
+        runs.append((model, opt))
+    for step in range(15):
+        losses = []
+        for model, opt in runs:
+            opt.zero_grad()
+            loss = nn.functional.cross_entropy(model(x[step]), y[step])
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+        assert losses[0] == pytest.approx(losses[1], rel=1e-9, abs=1e-12), step
