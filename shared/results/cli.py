@@ -62,7 +62,7 @@ def cmd_aggregate(args: argparse.Namespace) -> int:
     members = {v: v for v in variants if v not in best.values()} | {m: v for m, v in best.items()}
     probe_rows = probes.probe_frame(paths, rename=members)  # each variant (its best grid point) as reported
     if len(probe_rows):
-        probe_rows.to_csv(out / "probes.csv", index=False)
+        probe_rows.to_csv(out / "probes.csv", index=False, float_format="%.6g")  # 6 digits: a third of the size
         if cfg.get("benchmark"):  # a figure per task (its methods at their best grid point), as curves_<task>.png
             for task, spec in cfg["benchmark"]["tasks"].items():
                 probes.plot_probes(probe_rows, spec["variants"], out, f"{title} · {task}", prefix=f"probes_{task}_")
