@@ -91,6 +91,9 @@ def test_best_member_skips_grid_points_with_a_diverged_seed(papers, tmp_path):
     sens = sweep.sensitivity(df).set_index("variant")
     assert sens.loc["sgd", "gap"] == pytest.approx(0.20)  # 0.71 - 0.51 over the complete grid points
     assert sens.loc["sgd", "points_with_missing"] == 1
+    # a profile that runs only some grid points: the others are no rows (not rows with n = 0)
+    some = sweep.sweep_frame(cfg, aggregate.runs_frame(paths), ["sgd.lr0.1", "sgd.lr1", "adamw.lr0.01"])
+    assert sorted(some["member"]) == ["adamw.lr0.01", "sgd.lr0.1", "sgd.lr1"]
 
 
 def test_benchmark_columns_from_known_runs(papers, tmp_path):

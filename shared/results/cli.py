@@ -36,7 +36,7 @@ def cmd_aggregate(args: argparse.Namespace) -> int:
     paths = aggregate.find_runs(args.runs_dir, args.paper, args.profile, profile_variants(cfg, args.profile), seeds)
     records.write_records(paths, out / records.FILE)
     all_runs = aggregate.runs_frame(paths, cfg.get("probe_metrics"))
-    sweep_df = sweep.sweep_frame(cfg, all_runs)
+    sweep_df = sweep.sweep_frame(cfg, all_runs, profile_variants(cfg, args.profile))
     runs = sweep.with_best(all_runs, sweep_df)  # a swept variant = its best grid point
     variants = report_variants(cfg, args.profile)
     summary = aggregate.summarize(runs, variants)

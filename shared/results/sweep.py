@@ -25,14 +25,18 @@ def _values(runs: pd.DataFrame, member: str, metric: str) -> list[float]:
     return pd.to_numeric(runs.loc[runs["variant"] == member, metric], errors="coerce").tolist()
 
 
-def sweep_frame(cfg: dict, runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per grid point: its selection metric over seeds and whether it is its variant's best."""
-    rows = []
+def sweep_frame(cfg: dict, runs: pd.DataFrame, members: list[str] | None = None) -> pd.DataFrame:
+    """One row per grid point: its selection metric over seeds and whether it is its variant's best. ``members``:
+    the grid points the profile runs (``profile_variants``; default all), so a point the profile leaves out is no
+    row, while one it runs but has no finished run yet is a row with n = 0."""
+    rows, keep = [], None if members is None else set(members)
     for variant in swept_variants(cfg):
         rule = select_rule(cfg, variant)
-        members = [m for m, v in cfg[SWEEP_OF].items() if v == variant]
+        members_of = [m for m, v in cfg[SWEEP_OF].items() if v == variant and (keep is None or m in keep)]
+        if not members_of:
+            continue
         stats = []
-        for member in members:
+        for member in members_of:
             values = _values(runs, member, rule["metric"])
             finite = [x for x in values if math.isfinite(x)]
             mean = sum(finite) / len(finite) if finite else math.nan
