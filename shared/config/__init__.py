@@ -174,8 +174,9 @@ def list_papers() -> list[str]:
 
 
 def _check_profile_variants(cfg: dict, named: list[str], path: Path) -> None:
-    """``profiles.<P>.variants``: each glob matches a variant or a grid point; the profile runs every pair partner of what it runs;
-    a claim that applies at P (no ``profiles`` list, or one naming P) compares only variants P runs."""
+    """``profiles.<P>.variants``: each glob matches a variant or a grid point; the profile runs every pair partner
+    of what it runs; a claim that applies at P (no ``profiles`` list, or one naming P) compares only variants P
+    runs."""
     for prof, spec in cfg["profiles"].items():
         patterns = spec.get("variants")
         if not patterns:

@@ -114,7 +114,8 @@ class SGDL2AsLR(torch.optim.SGD):
     @staticmethod
     def route_param_groups(model: nn.Module, groups: list[dict]) -> list[dict]:
         """Move the scale-invariant weights of the ``"decay"`` group into a ``"scale_invariant"`` group."""
-        invariant = {id(p) for n, p in model.named_parameters() if n in set(scale_invariant_weights(model))}
+        names = set(scale_invariant_weights(model))  # one fx trace
+        invariant = {id(p) for n, p in model.named_parameters() if n in names}
         out = []
         for group in groups:
             if group.get("name") == "decay" and group["weight_decay"]:
