@@ -77,8 +77,13 @@ def run_config_hash(paper, variant, profile, seed):
     return config_hash(resolve_paper_run(paper, variant, profile, int(seed)))
 
 
+def paper_config(paper):
+    """A paper's loaded config: this invocation's copy, or loaded for a paper outside `papers`."""
+    return ALL_PAPERS[paper] if paper in ALL_PAPERS else load_paper(paper)
+
+
 def run_dirs(paper, profile):
-    cfg = ALL_PAPERS[paper] if paper in ALL_PAPERS else load_paper(paper)
+    cfg = paper_config(paper)
     return [
         f"{RUNS}/{paper}/{profile}/{variant}/seed{seed}"
         for variant in profile_variants(cfg, profile)
@@ -90,7 +95,7 @@ def restore_arg(wildcards):
     """With `reuse_runs`, `--restore-from` the profile's committed run records (shared/records.py): a run
     whose record has its config hash is rewritten from it instead of trained. Never for a paper whose own rules
     analyse saved weights (an `analysis` block), as records hold no weights."""
-    cfg = ALL_PAPERS[wildcards.paper] if wildcards.paper in ALL_PAPERS else load_paper(wildcards.paper)
+    cfg = paper_config(wildcards.paper)
     if not config["reuse_runs"] or cfg.get("analysis"):
         return ""
     return f"--restore-from {RESULTS}/{wildcards.paper}/{wildcards.profile}/run_records.jsonl.gz"
@@ -98,7 +103,7 @@ def restore_arg(wildcards):
 
 def aggregate_inputs(wildcards):
     dirs = run_dirs(wildcards.paper, wildcards.profile)
-    cfg = ALL_PAPERS[wildcards.paper] if wildcards.paper in ALL_PAPERS else load_paper(wildcards.paper)
+    cfg = paper_config(wildcards.paper)
     derived = (cfg.get("analysis") or {}).get("derived", False)  # the paper's rules.smk makes these
     return {
         "final": [f"{d}/final.json" for d in dirs],
@@ -180,7 +185,7 @@ def extra_section_files(paper):
 
     readme = PAPERS_DIR / paper / "README.md"
     text = readme.read_text() if readme.is_file() else ""
-    profiles = (ALL_PAPERS[paper] if paper in ALL_PAPERS else load_paper(paper))["profiles"]
+    profiles = paper_config(paper)["profiles"]
     names = [n for n in extra_sections(text) if n.split("_")[0] not in profiles or n.split("_")[0] == PROFILE]
     return [f"{RESULTS}/{paper}/{name}/section.md" for name in names]
 
