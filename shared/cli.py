@@ -52,12 +52,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         meta = {"paper": args.paper, "variant": args.variant, "profile": args.profile, "seed": seed}
         out = Path(args.out or run_dir("runs", args.paper, args.profile, args.variant, seed))
     log.info("run %s -> %s", meta, out)
-    if args.restore_from and not (out / "final.json").is_file():
+    if args.restore_from and meta["variant"] and not (out / "final.json").is_file():
         from shared.config import config_hash
         from shared.records import restore_run
 
-        kept = restore_run(args.restore_from, out.parent.name, int(out.name.removeprefix("seed")), config_hash(cfg),
-                           out)
+        kept = restore_run(args.restore_from, meta["variant"], meta["seed"], config_hash(cfg), out)
         if kept is not None:
             log.info("restored from %s, not trained: run of %s on %s, commit %s", args.restore_from,
                      kept.get("start_time"), kept.get("device"), str(kept.get("git_commit"))[:10])
@@ -126,8 +125,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue from the run directory's checkpoint")
     p.add_argument("--threads", type=int, help="torch CPU threads (Snakemake passes the rule's threads)")
     p.add_argument("--restore-from", type=Path, metavar="RECORDS",
-                   help="a run_records.jsonl.gz (written by repro aggregate): if it holds this run (the --out "
-                        "directory's <variant>/seed<S>) with the same config hash, write its files instead of training")
+                   help="a run_records.jsonl.gz (written by repro aggregate): if it holds this run (paper runs: "
+                        "variant and seed) with the same config hash, write its files to --out instead of training")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("list", help="papers with their variants and profiles")

@@ -56,7 +56,7 @@ def test_cli_run_restores_a_recorded_run_instead_of_training(tmp_path, monkeypat
     assert {name: (restored / name).read_text() for name in trained} == trained
     assert not (restored / "checkpoint.pt").exists()  # nothing was trained
 
-    # another config under the same variant/seed name (mish's activation in a `relu` directory) is trained, not restored
+    # another variant, even written into a `relu` directory, is looked up by its own name: trained, not restored
     other = tmp_path / "other" / "relu" / "seed0"
     mish = ["run", "mish", "--variant", "mish", "--profile", "smoke", "--seed", "0", "--out", str(other)]
     assert main(mish + ["--restore-from", str(records)]) == 0
