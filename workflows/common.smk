@@ -60,7 +60,13 @@ wildcard_constraints:
 
 
 def profile_resources(profile):
-    return config["resources"].get(profile, config["resources"]["default"])
+    """Job sizes of a profile: its own entry in the workflow config's `resources`, else that of the longest profile
+    name it extends with `_<suffix>` (`small_deep` -> `small`), else `default`."""
+    sizes = config["resources"]
+    for name in sorted(sizes, key=len, reverse=True):
+        if profile == name or profile.startswith(f"{name}_"):
+            return sizes[name]
+    return sizes["default"]
 
 
 def run_threads(wildcards):
