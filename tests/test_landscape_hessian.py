@@ -11,7 +11,7 @@ from torch.func import functional_call
 from shared.landscape import (HVPOperator, curvature_params, flatten, gaussian_density, gradient_overlap,
                               hessian_density, hessian_eigs, hessian_trace, hutchinson_trace, lanczos, make_hvp,
                               matrix_hvp, power_iteration, slq, subset_loss_and_grad, subspace_overlap,
-                              top_eigenpairs, unflatten)
+                              subspaces_overlap, top_eigenpairs, unflatten)
 from shared.models import create_model
 
 N_EXAMPLES, N_IN, N_HIDDEN, N_CLASSES = 20, 6, 5, 3
@@ -247,6 +247,21 @@ def test_subspace_overlap_of_known_vectors():
     # any basis of the same span gives the same overlap
     skewed = torch.tensor([[1.0, 2.0, 0.0], [0.0, 1.0, 3.0], [1.0, 0.0, 1.0]], dtype=torch.float64) @ top
     assert subspace_overlap(mixed, skewed) == pytest.approx(9 / 25, abs=1e-12)
+
+
+def test_subspaces_overlap_of_known_subspaces():
+    e = torch.eye(4, dtype=torch.float64)
+    plane = e[:2]  # span(e1, e2)
+    assert subspaces_overlap(plane, plane) == pytest.approx(1.0, abs=1e-12)
+    assert subspaces_overlap(plane, e[2:]) == pytest.approx(0.0, abs=1e-12)
+    # span(e1, e3): one principal angle 0, one 90 degrees -> (1 + 0) / 2
+    assert subspaces_overlap(plane, e[[0, 2]]) == pytest.approx(0.5, abs=1e-12)
+    # span(e1, (e2 + e3)/sqrt 2): cos^2 of the angles 1 and 1/2 -> 3/4; any basis of either span gives the same
+    tilted = torch.stack([e[0] + e[1] + e[2], 2 * e[0]])
+    assert subspaces_overlap(plane, tilted) == pytest.approx(0.75, abs=1e-12)
+    assert subspaces_overlap(tilted, plane) == pytest.approx(0.75, abs=1e-12)
+    with pytest.raises(ValueError, match="same shape"):
+        subspaces_overlap(plane, e[:3])
 
 
 def test_gradient_overlap_matches_exact(problem):

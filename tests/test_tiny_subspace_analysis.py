@@ -62,11 +62,19 @@ def test_tiny_subspace_measures_the_kept_weights_and_the_end(tmp_path, monkeypat
     # the step-2 point is measured at weights_2.pt, the end at checkpoint.pt: recompute both by hand
     loaded = load_run(run_dir)
     batches = image_batches(loaded.data, "train", analysis.settings("smoke")["images"])
+    bases = []
     for c, path in zip(curve, (run_dir / "weights_2.pt", run_dir / "checkpoint.pt")):
         loaded.model.load_state_dict(torch.load(path, weights_only=False)["model"])
         again = analysis.fractions_at(loaded.model, batches, k=10, iters=12)
         assert c["topk"] == pytest.approx(again["topk"], abs=1e-9)
         assert c["by_k"] == pytest.approx(again["by_k"], abs=1e-9)
+        bases.append(again["basis"])
+    # persistence: the step-2 top subspace against the end's, by hand (tr(P_a P_b) / k); step 2 is >= 10% of 4
+    qa, qb = (torch.linalg.qr(b.double().T)[0] for b in bases)
+    by_hand = (qa.T @ qb).square().sum().item() / 10
+    assert curve[0]["persistence"] == pytest.approx(by_hand, abs=1e-9)
+    assert 0 < by_hand < 1 - 1e-6 and curve[1]["persistence"] == 1.0
+    assert metrics["top_subspace_persistence"] == curve[0]["persistence"]
     assert curve[0]["loss"] != pytest.approx(curve[1]["loss"])
     end = curve[-1]["by_k"]
     assert metrics["grad_subspace_fraction"] == metrics["grad_frac_topk"] == curve[-1]["topk"]

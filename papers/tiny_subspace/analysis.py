@@ -13,6 +13,11 @@ random-subspace fraction) compares independently trained arms with the shared ve
 top2_share_of_top10 = f(2) / f(10), top5_share_of_top10 = f(5) / f(10): how much of what the top 10 eigenvectors
 hold the top 2 (5) already hold. "Equal to the number of classes" predicts that share to be larger when the data
 have 2 (5) classes than when they have 10.
+Persistence ("mostly preserved over long periods of training"), with V_t the top-C eigenvectors at step t and T the
+end:
+    p(t)        = ||Q_t^T Q_T||_F^2 / C    (``subspaces_overlap``: 1 if the subspaces coincide, C/n for random ones)
+    top_subspace_persistence = p(t0), t0 the first measured step at or after ``PERSIST_FROM`` (10%) of training
+(NaN for a run that kept no weights there, e.g. the class-subset arms).
 """
 from __future__ import annotations
 
@@ -25,7 +30,7 @@ import torch.nn.functional as F
 
 from shared.landscape.runs import image_batches, load_run, pick_device
 from shared.landscape import (curvature_params, make_hvp, subset_loss_and_grad, subspace_overlap,
-                              top_eigenpairs)
+                              subspaces_overlap, top_eigenpairs)
 from shared.train.checkpoint import kept_weights, load_checkpoint
 
 SETTINGS = {  # images of S, Lanczos steps (the weights measured before the end are the run's kept ones)
@@ -38,6 +43,7 @@ K_MAX = 10  # f(k) for k = 1..K_MAX at every measured step (K_MAX <= every profi
 SHARES = {"top2_share_of_top10": (2, 10), "top5_share_of_top10": (5, 10)}  # metric -> (k, K): f(k) / f(K)
 ARMS = {"hessian_top_k": "topk", "random_subspace": "random", "classes2": "topk", "classes5": "topk"}
 RANDOM_SEED = 1234
+PERSIST_FROM = 0.1  # top_subspace_persistence: the top subspace from this fraction of training on, against the end's
 
 
 def settings(profile: str) -> dict:
@@ -56,7 +62,7 @@ def fractions_at(model, batches, k: int, iters: int, k_max: int = K_MAX) -> dict
     gen = torch.Generator().manual_seed(RANDOM_SEED)
     random_basis = torch.randn(k, grad.numel(), generator=gen, dtype=torch.float64)
     return {"topk": subspace_overlap(grad, vectors[:k].cpu()), "random": subspace_overlap(grad, random_basis),
-            "loss": loss, "by_k": by_k}
+            "loss": loss, "by_k": by_k, "basis": vectors[:k].cpu()}
 
 
 def write_derived(run_dir: str | Path, profile: str, out: str | Path, device: str = "auto") -> dict:
@@ -75,12 +81,17 @@ def write_derived(run_dir: str | Path, profile: str, out: str | Path, device: st
         model.load_state_dict({key: v.to(dev) for key, v in state.items()})
         curve.append({"step": step, **fractions_at(model, batches, k, s["lanczos_iters"])})
     end = curve[-1]
+    for c in curve:  # p(t): the top subspace at t against the end's (module docstring); the bases are not saved
+        c["persistence"] = subspaces_overlap(c.pop("basis"), end["basis"]) if c is not end else 1.0
+    end.pop("basis")
+    persist = [c["persistence"] for c in curve[:-1] if c["step"] >= PERSIST_FROM * total]
     n_params = sum(p.numel() for p in curvature_params(model))
     metrics = {"grad_frac_topk": end["topk"], "grad_frac_random": end["random"],
                "grad_subspace_fraction": end[ARMS[variant]],
-               **{name: end["by_k"][j - 1] / end["by_k"][big - 1] for name, (j, big) in SHARES.items()}}
+               **{name: end["by_k"][j - 1] / end["by_k"][big - 1] for name, (j, big) in SHARES.items()},
+               "top_subspace_persistence": persist[0] if persist else float("nan")}
     details = {"profile": profile, "settings": s, "k": k, "k_max": K_MAX, "n_params": n_params,
-               "k_over_n": k / n_params, "arm": ARMS[variant], "curve": curve}
+               "k_over_n": k / n_params, "arm": ARMS[variant], "persist_from": PERSIST_FROM, "curve": curve}
     Path(out).write_text(json.dumps({"metrics": metrics, "details": details}, indent=2))
     return metrics
 
@@ -97,7 +108,7 @@ def write_section(derived_files: dict[str, list[Path]], profile: str, out_dir: s
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    fig, (ax, ax_k) = plt.subplots(1, 2, figsize=(11, 3.8))
+    fig, (ax, ax_k, ax_p) = plt.subplots(1, 3, figsize=(15, 3.8))
     rows, k_over_n = [], {}
     for i, (variant, files) in enumerate(derived_files.items()):
         for path in files:
@@ -114,9 +125,13 @@ def write_section(derived_files: dict[str, list[Path]], profile: str, out_dir: s
                       label=f"{variant} ({d['k']} classes)" if first else None)
             if first:
                 ax_k.axvline(d["k"], color=f"C{i}", ls=":", lw=1)
+            if len(d["curve"]) > 1 and "persistence" in d["curve"][0]:
+                ax_p.plot(steps[:-1], [c["persistence"] for c in d["curve"][:-1]], "o-", color=f"C{i}", ms=3,
+                          alpha=0.8, label=variant if first else None)
             rows += [{"variant": f"`{variant}`", "run": Path(path).parent.name, "step": c["step"], "k": d["k"],
                       "f_top": f"{c['topk']:.4g}", "f_random": f"{c['random']:.3g}",
                       **{f"f({j})": f"{c['by_k'][j - 1]:.3g}" for j in (1, 2, 5, 10) if j <= len(c["by_k"])},
+                      "p(t)": f"{c['persistence']:.3g}" if "persistence" in c else "",
                       "subset loss": f"{c['loss']:.4g}"} for c in d["curve"]]
     for k, ratio in sorted(k_over_n.items()):
         ax.axhline(ratio, color="grey", lw=0.8, label=f"k / n_params (k = {k})")
@@ -126,14 +141,20 @@ def write_section(derived_files: dict[str, list[Path]], profile: str, out_dir: s
     ax_k.set(xlabel="k (top-k Hessian eigenvectors)", ylabel="f(k) at the end", ylim=(0, 1.02),
              title="at the end; dotted: k = classes")
     ax_k.legend(fontsize=7)
+    ax_p.set(xscale="log", xlabel="training step", ylabel="||Q_t^T Q_end||_F^2 / k", ylim=(0, 1.02),
+             title="top-k subspace at t vs at the end")
+    if ax_p.has_data():
+        ax_p.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(out_dir / "overlap.png", dpi=120)
     plt.close(fig)
     note = (f"Profile `{profile}`: f(k) = ||P_k g||^2/||g||^2 in the top-k Hessian eigenspace, f_top = f(classes), "
             f"f_random in a random k-dim subspace (k = classes; expected k/n_params), on the run's first "
             f"{settings(profile)['images']} training images, at the steps where the run kept its weights "
-            "(`train.keep_weights_at`) and at its end. Shown as a figure and table; the claims in the Verdict "
-            "compare the runs' end values.")
+            "(`train.keep_weights_at`) and at its end; p(t) = ||Q_t^T Q_end||_F^2 / k, the overlap of the top-k "
+            "eigenspace at step t with the end's (1: the same subspace, k/n_params: random). Shown as a figure and "
+            "table; the claims in the Verdict compare the runs' end values, and p at the first measured step from "
+            f"{PERSIST_FROM:.0%} of training on.")
     return write_md(out_dir, rows, ["overlap.png"], f"python -m papers.tiny_subspace.analysis section "
                                                     f"--profile {profile}", note)
 

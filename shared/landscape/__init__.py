@@ -12,7 +12,7 @@ linear interpolation with loss barriers and BatchNorm re-estimation, and Git Re-
 """
 from shared.landscape.hessian import (HVPOperator, curvature_mode, curvature_params, flatten, make_hvp, matrix_hvp,
                                       subset_loss_and_grad, unflatten)
-from shared.landscape.overlap import GradientOverlap, gradient_overlap, subspace_overlap
+from shared.landscape.overlap import GradientOverlap, gradient_overlap, subspace_overlap, subspaces_overlap
 from shared.landscape.spectrum import (LanczosResult, SpectralQuadrature, TraceEstimate, gaussian_density,
                                        hessian_density, hessian_eigs, hessian_trace, hutchinson_trace, lanczos,
                                        power_iteration, slq, top_eigenpairs)
@@ -20,7 +20,8 @@ from shared.landscape.spectrum import (LanczosResult, SpectralQuadrature, TraceE
 _CURVATURE = ["GradientOverlap", "HVPOperator", "LanczosResult", "SpectralQuadrature", "TraceEstimate",
               "curvature_mode", "curvature_params", "flatten", "gaussian_density", "gradient_overlap",
               "hessian_density", "hessian_eigs", "hessian_trace", "hutchinson_trace", "lanczos", "make_hvp",
-              "matrix_hvp", "power_iteration", "slq", "subset_loss_and_grad", "subspace_overlap", "top_eigenpairs",
+              "matrix_hvp", "power_iteration", "slq", "subset_loss_and_grad", "subspace_overlap",
+              "subspaces_overlap", "top_eigenpairs",
               "unflatten"]
 
 # loss surfaces, interpolation and permutation alignment

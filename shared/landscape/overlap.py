@@ -33,6 +33,20 @@ def subspace_overlap(vector: torch.Tensor, basis: torch.Tensor) -> float:
     return ((q.T @ g).square().sum() / g.square().sum()).item()
 
 
+def subspaces_overlap(basis_a: torch.Tensor, basis_b: torch.Tensor) -> float:
+    """tr(P_a P_b) / k = ||Q_a^T Q_b||_F^2 / k for two k-dimensional subspaces of R^n, the row spans of ``basis_a``
+    and ``basis_b`` (k, n): the mean squared cosine of their principal angles, 1 when they coincide, 0 when they are
+    orthogonal, k/n on average for two random ones. Measures how much of the top Hessian eigenspace at one time is
+    still there at another (Gur-Ari et al., arXiv:1812.04754: the subspace "is mostly preserved over long periods of
+    training"). Computed in float64; any basis of either subspace gives the same value."""
+    if basis_a.ndim != 2 or basis_a.shape != basis_b.shape:
+        raise ValueError(f"need two (k, n) bases of the same shape, got {tuple(basis_a.shape)} and "
+                         f"{tuple(basis_b.shape)}")
+    qa, _ = torch.linalg.qr(basis_a.to(torch.float64).T)
+    qb, _ = torch.linalg.qr(basis_b.to(torch.float64).T)
+    return ((qa.T @ qb).square().sum() / basis_a.shape[0]).item()
+
+
 @dataclass
 class GradientOverlap:
     """The overlap f_top, the top-k eigenvalues used, the loss and the gradient norm at the current weights."""
