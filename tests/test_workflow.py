@@ -50,6 +50,21 @@ def test_workflow_dry_run_plans_every_run(tmp_path, papers_copy, profile):
     assert counts.get("ledger") == "1"
 
 
+@pytest.mark.parametrize("profile, size", [("small", "small"), ("small_deep", "small"), ("cpu", "default")])
+def test_run_jobs_take_the_resources_of_the_profile_they_extend(tmp_path, papers_copy, profile, size):
+    """`small_deep` has no entry in the workflow config's `resources`: it takes `small`'s (one core per run), and a
+    profile with neither its own entry nor a name it extends (`cpu`) the 2-thread default."""
+    import yaml
+
+    want = yaml.safe_load((REPO / "workflows" / "config.yaml").read_text())["resources"][size]
+    res = snakemake(tmp_path, "-n", "-c2", "--config", f"profile={profile}", "papers=[rezero]")
+    assert res.returncode == 0, res.stdout + res.stderr
+    jobs = [job.split("\n[")[0] for job in res.stdout.split("rule run:")[1:]]  # each job's block, up to the next
+    threads = f"threads: {want['threads']}" if want["threads"] > 1 else None  # Snakemake omits "threads: 1"
+    assert jobs and all(f"runtime={want['runtime']}," in job and f"mem_mb={want['mem_mb']}," in job
+                        and (threads in job if threads else "threads:" not in job) for job in jobs), jobs[:2]
+
+
 @pytest.mark.slow
 @pytest.mark.data
 def test_workflow_smoke_profile_end_to_end(tmp_path, papers_copy):
