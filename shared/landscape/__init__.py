@@ -21,8 +21,7 @@ _CURVATURE = ["GradientOverlap", "HVPOperator", "LanczosResult", "SpectralQuadra
               "curvature_mode", "curvature_params", "flatten", "gaussian_density", "gradient_overlap",
               "hessian_density", "hessian_eigs", "hessian_trace", "hutchinson_trace", "lanczos", "make_hvp",
               "matrix_hvp", "power_iteration", "slq", "subset_loss_and_grad", "subspace_overlap",
-              "subspaces_overlap", "top_eigenpairs",
-              "unflatten"]
+              "subspaces_overlap", "top_eigenpairs", "unflatten"]
 
 # loss surfaces, interpolation and permutation alignment
 from shared.landscape.directions import (Direction, direction_between, direction_from_vector,  # noqa: E402
