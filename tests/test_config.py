@@ -4,8 +4,8 @@ import copy
 import pytest
 import yaml
 
-from shared.config import (ConfigError, config_hash, deep_merge, list_papers, load_paper, load_recipe, load_yaml,
-                           resolve_paper_run, resolve_run_config)
+from shared.config import (ConfigError, config_hash, deep_merge, for_profile, list_papers, load_paper, load_recipe,
+                           load_yaml, resolve_paper_run, resolve_run_config)
 
 MINIMAL = {"train": {"steps": 3}}
 
@@ -204,3 +204,14 @@ def test_probe_metrics_must_read_a_recorded_probe(tmp_path, monkeypatch):
     share = {"v": {**spec["top_variance"], "reduce": "frac_above", "threshold": 1.0}}
     _write_paper(tmp_path, probe_metrics=share, profiles={"smoke": {"seeds": [0], "overrides": probes}})
     assert load_paper("p")["probe_metrics"] == share
+
+
+def test_for_profile_takes_the_entry_of_the_profile_a_name_extends():
+    table = {"tiny": "T", "cpu": "C", "cpu_early": "E"}
+    assert for_profile(table, "tiny") == "T"
+    assert for_profile(table, "cpu_late") == "C"  # cpu_<suffix> -> cpu
+    assert for_profile(table, "cpu_early") == "E"  # its own entry first
+    assert for_profile(table, "cpu_early_b") == "E"  # the longest name it extends
+    assert for_profile(table, "cpux", default="D") == "D"  # not `cpu_...`: no entry
+    with pytest.raises(ConfigError, match=r"no analysis settings for profile 'small'; known: \['cpu', 'cpu_early'"):
+        for_profile(table, "small", "analysis settings")

@@ -16,7 +16,7 @@ if str(REPO) not in sys.path:  # `shared` importable without an installed packag
     sys.path.insert(0, str(REPO))
 
 # papers come from $REPRO_PAPERS_DIR if set (tests use a copy), else the repository's papers/
-from shared.config import config_hash, list_papers, load_paper, papers_dir, resolve_paper_run
+from shared.config import config_hash, for_profile, list_papers, load_paper, papers_dir, resolve_paper_run
 from shared.config.sweep import profile_variants
 from shared.results.cluster import cluster_names, members as cluster_members
 
@@ -60,13 +60,9 @@ wildcard_constraints:
 
 
 def profile_resources(profile):
-    """Job sizes of a profile: its own entry in the workflow config's `resources`, else that of the longest profile
-    name it extends with `_<suffix>` (`small_deep` -> `small`), else `default`."""
-    sizes = config["resources"]
-    for name in sorted(sizes, key=len, reverse=True):
-        if profile == name or profile.startswith(f"{name}_"):
-            return sizes[name]
-    return sizes["default"]
+    """Job sizes of a profile: its entry in the workflow config's `resources`, or that of the profile it extends by
+    name (`small_deep` -> `small`; shared.config.for_profile), else `default`."""
+    return for_profile(config["resources"], profile, default=config["resources"]["default"])
 
 
 def run_threads(wildcards):
@@ -124,7 +120,7 @@ def pair_inputs(paper):
     def inputs(wildcards):
         run = "{}/{}/{}/{}/seed{}/final.json"
         out = {"final": run.format(RUNS, paper, wildcards.profile, wildcards.variant, wildcards.seed)}
-        partner = load_paper(paper)["variants"].get(wildcards.variant, {}).get("pair_with")
+        partner = paper_config(paper)["variants"].get(wildcards.variant, {}).get("pair_with")
         if partner:
             out["partner_final"] = run.format(RUNS, paper, wildcards.profile, partner, wildcards.seed)
         return out
@@ -144,9 +140,9 @@ def profile_run_files(paper, names=("final.json", "derived.json"), first_seed=Fa
     def inputs(wildcards):
         profile = getattr(wildcards, "profile", PROFILE)
         if first_seed:
-            seed = load_paper(paper)["profiles"][profile]["seeds"][0]
-            return {v: f"{RUNS}/{paper}/{profile}/{v}/seed{seed}/{names[-1]}"
-                    for v in profile_variants(load_paper(paper), profile)}
+            cfg = paper_config(paper)
+            seed = cfg["profiles"][profile]["seeds"][0]
+            return {v: f"{RUNS}/{paper}/{profile}/{v}/seed{seed}/{names[-1]}" for v in profile_variants(cfg, profile)}
         return [f"{d}/{n}" for d in run_dirs(paper, profile) for n in names]
 
     return inputs
@@ -154,7 +150,7 @@ def profile_run_files(paper, names=("final.json", "derived.json"), first_seed=Fa
 
 def claims_spec(wildcards):
     """What the aggregate step reads from the paper config besides the runs: claims and the profile text."""
-    cfg = load_paper(wildcards.paper)
+    cfg = paper_config(wildcards.paper)
     return json.dumps({"claims": cfg.get("claims", []), "profile": cfg["profiles"][wildcards.profile]})
 
 

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from shared.config import for_profile
 from shared.landscape.runs import image_batches, load_run, pick_device
 from shared.landscape import hessian_density, hessian_eigs, interpolation_curve
 
@@ -38,13 +39,11 @@ SETTINGS = {
     "cpu": dict(images=2048, top_k=30, lanczos_iters=90, alphas=21, slq_probes=5, slq_iters=80),
     "paper": dict(images=5000, top_k=30, lanczos_iters=120, alphas=21, slq_probes=10, slq_iters=100),
 }
-SETTINGS["cpu_early"] = SETTINGS["cpu"]  # the `cpu` recipe stopped early, measured the same way
 
 
 def settings(profile: str) -> dict:
-    if profile not in SETTINGS:
-        raise ValueError(f"no analysis settings for profile {profile!r}; known: {sorted(SETTINGS)}")
-    return SETTINGS[profile]
+    """``SETTINGS`` of the profile, or of the profile it extends by name (``cpu_early`` -> ``cpu``)."""
+    return for_profile(SETTINGS, profile, "analysis settings")
 
 
 def count_outliers(eigenvalues) -> tuple[int, float]:

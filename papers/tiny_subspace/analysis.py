@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from shared.config import for_profile
 from shared.landscape.runs import image_batches, load_run, pick_device
 from shared.landscape import (curvature_params, make_hvp, subset_loss_and_grad, subspace_overlap,
                               subspaces_overlap, top_eigenpairs)
@@ -47,9 +48,8 @@ PERSIST_FROM = 0.1  # top_subspace_persistence: the top subspace from this fract
 
 
 def settings(profile: str) -> dict:
-    if profile not in SETTINGS:
-        raise ValueError(f"no analysis settings for profile {profile!r}; known: {sorted(SETTINGS)}")
-    return SETTINGS[profile]
+    """``SETTINGS`` of the profile, or of the profile it extends by name (``cpu_early`` -> ``cpu``)."""
+    return for_profile(SETTINGS, profile, "analysis settings")
 
 
 def fractions_at(model, batches, k: int, iters: int, k_max: int = K_MAX) -> dict:

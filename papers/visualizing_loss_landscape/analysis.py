@@ -25,6 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from shared.config import for_profile
 from shared.data import load_data
 from shared.data.augment import normalize
 from shared.landscape import (evaluate_loss, hessian_eigs, plot_contour, plot_surface_3d, random_direction,
@@ -48,9 +49,8 @@ DIRECTION_SEED = 0  # the same Gaussian draws for every run, each filter-normali
 
 
 def settings(profile: str) -> dict:
-    if profile not in SETTINGS:
-        raise ValueError(f"no analysis settings for profile {profile!r}; known: {sorted(SETTINGS)}")
-    return SETTINGS[profile]
+    """``SETTINGS`` of the profile, or of the profile it extends by name (``cpu_early`` -> ``cpu``)."""
+    return for_profile(SETTINGS, profile, "analysis settings")
 
 
 def directions(model, count: int, seed: int = DIRECTION_SEED) -> list[dict]:

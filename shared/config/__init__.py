@@ -22,7 +22,7 @@ from shared.config.schema import PAPER_SCHEMA, PARTIAL_RUN_SCHEMA, RUN_SCHEMA
 
 __all__ = [
     "ConfigError", "deep_merge", "config_hash", "load_yaml", "validate", "default_run_config", "resolve_run_config",
-    "papers_dir", "list_papers", "list_recipes", "load_recipe", "load_paper", "resolve_paper_run",
+    "papers_dir", "list_papers", "list_recipes", "load_recipe", "load_paper", "resolve_paper_run", "for_profile",
 ]
 
 
@@ -201,6 +201,21 @@ def _check_profile_variants(cfg: dict, named: list[str], path: Path) -> None:
             if left_out:
                 raise ConfigError(f"{where} leaves out {left_out}, which claim {claim['id']!r} compares; give the "
                                   f"claim `profiles:` without {prof!r}, or run those variants")
+
+
+_NO_DEFAULT = object()
+
+
+def for_profile(table: dict, profile: str, what: str = "settings", default=_NO_DEFAULT):
+    """``table``'s entry (a dict keyed by profile name) for ``profile``: its own, else that of the longest profile
+    name it extends as ``<name>_<suffix>`` (``cpu_early`` -> ``cpu``, ``small_deep`` -> ``small``: a named variation
+    of a profile takes its job sizes and analysis settings), else ``default``, else a ConfigError naming ``what``."""
+    for name in sorted(table, key=len, reverse=True):
+        if profile == name or profile.startswith(f"{name}_"):
+            return table[name]
+    if default is not _NO_DEFAULT:
+        return default
+    raise ConfigError(f"no {what} for profile {profile!r}; known: {sorted(table)}")
 
 
 def load_paper(slug: str) -> dict:

@@ -33,10 +33,11 @@ def cmd_aggregate(args: argparse.Namespace) -> int:
     seeds = cfg["profiles"][args.profile]["seeds"]
     out = Path(args.out_dir or Path("results") / args.paper / args.profile)
     out.mkdir(parents=True, exist_ok=True)
-    paths = aggregate.find_runs(args.runs_dir, args.paper, args.profile, profile_variants(cfg, args.profile), seeds)
+    grid = profile_variants(cfg, args.profile)  # the variants and grid points this profile runs
+    paths = aggregate.find_runs(args.runs_dir, args.paper, args.profile, grid, seeds)
     records.write_records(paths, out / records.FILE)
     all_runs = aggregate.runs_frame(paths, cfg.get("probe_metrics"))
-    sweep_df = sweep.sweep_frame(cfg, all_runs, profile_variants(cfg, args.profile))
+    sweep_df = sweep.sweep_frame(cfg, all_runs, grid)
     runs = sweep.with_best(all_runs, sweep_df)  # a swept variant = its best grid point
     variants = report_variants(cfg, args.profile)
     summary = aggregate.summarize(runs, variants)
