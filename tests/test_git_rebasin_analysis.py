@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from fixtures_data import write_cifar10
-from shared.config import default_run_config
+from shared.config import ConfigError, default_run_config
 from shared.data import load_data
 from shared.landscape import apply_permutation, interpolation_curve, permutation_spec, random_permutation
 from shared.models import create_model
@@ -140,3 +140,18 @@ def test_section_reports_paired_barriers_per_variant(tmp_path):
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert cells[1] == "3" and cells[2] == "0.4 ± 0.1" and cells[5] == "2"  # seeds, naive, permuted < naive
     assert "mlp_x1_partner" not in section and (tmp_path / "out" / "curves.png").is_file()
+
+
+def test_analysis_sizes_come_from_the_runs_profile_never_silently_from_another(tmp_path, data_root):
+    state = built(MLP, 0)
+    a = write_run(tmp_path / "a", run_config(MLP, 0), state, profile="smoke_wide")  # extends smoke by name
+    b = write_run(tmp_path / "b", run_config(MLP, 1000), state, profile="smoke_wide")
+    result = analysis.derived(a, b, tmp_path / "d.json")
+    assert len(result["curves"]["naive"]["train"]["loss"]) == analysis.SETTINGS["smoke"]["n_alphas"]
+    assert result["n_images"]["train"] == min(analysis.SETTINGS["smoke"]["n_images"], 100)
+    c = write_run(tmp_path / "c", run_config(MLP, 0), state, profile="small")  # no entry: tiny's was used before
+    d = write_run(tmp_path / "d", run_config(MLP, 1000), state, profile="small")
+    with pytest.raises(ConfigError, match=r"no analysis settings .*for profile 'small'.*--n-images"):
+        analysis.derived(c, d, tmp_path / "e.json")
+    given = analysis.derived(c, d, tmp_path / "e.json", n_images=40, n_alphas=3)  # both given: no lookup
+    assert given["n_images"]["train"] == 40 and len(given["curves"]["naive"]["train"]["loss"]) == 3

@@ -229,6 +229,15 @@ def test_extra_generated_section_comes_from_results_with_links_rewritten(tmp_pat
     assert readme.extra_sections(text) == ["synthetic"]
 
 
+def test_section_profile_is_the_longest_profile_the_section_name_starts_with():
+    profiles = ["tiny", "cpu", "cpu_early"]
+    assert readme.section_profile("tiny_barriers", profiles) == "tiny"
+    assert readme.section_profile("cpu_barriers", profiles) == "cpu"
+    assert readme.section_profile("cpu_early_barriers", profiles) == "cpu_early"  # not cpu: built at cpu_early
+    assert readme.section_profile("synthetic", profiles) is None  # names no profile: built at any
+    assert readme.section_profile("cpux_barriers", profiles) is None
+
+
 def test_derived_metrics_of_a_paper_analysis_join_the_run_row(tmp_path):
     d = make_run(tmp_path / "runs", "toy", "tiny", "mish", 0, 0.9)
     (d / aggregate.DERIVED).write_text(json.dumps({"metrics": {"top_eigenvalue": 12.5, "test_accuracy": 0.1}}))

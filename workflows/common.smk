@@ -183,12 +183,12 @@ def ledger_inputs(wildcards):
 def extra_section_files(paper):
     """results/<paper>/<name>/section.md for each extra generated section its README has markers for; a section
     named `<profile>_<rest>` (built from that profile's runs) only when this invocation runs that profile."""
-    from shared.results.readme import extra_sections
+    from shared.results.readme import extra_sections, section_profile
 
     readme = PAPERS_DIR / paper / "README.md"
     text = readme.read_text() if readme.is_file() else ""
     profiles = paper_config(paper)["profiles"]
-    names = [n for n in extra_sections(text) if n.split("_")[0] not in profiles or n.split("_")[0] == PROFILE]
+    names = [n for n in extra_sections(text) if section_profile(n, profiles) in (None, PROFILE)]
     return [f"{RESULTS}/{paper}/{name}/section.md" for name in names]
 
 

@@ -35,7 +35,7 @@ from shared.data import ClassificationData, load_data
 from shared.data.augment import normalize
 from shared.landscape import (activation_matching, apply_permutation, evaluate_loss, interpolate_state_dicts,
                               loss_barrier, permutation_spec, reset_bn_stats, weight_matching)
-from shared.landscape.runs import image_batches, load_run
+from shared.landscape.runs import image_batches, load_run, pair_settings
 from shared.models import create_model
 from shared.train.checkpoint import load_checkpoint
 
@@ -108,11 +108,10 @@ def derived(run_dir: str | Path, partner_dir: str | Path | None, out: str | Path
         run_b = load_run(partner_dir, device, data=run_a.data)
         if not _same_setting(run_a.meta["config"], run_b.meta["config"]):
             raise ValueError(f"{run_dir} and {partner_dir} differ in more than the seed")
-        settings = SETTINGS.get(run_a.meta.get("profile"), SETTINGS["tiny"])
-        n_images = n_images or settings["n_images"]
-        splits = {s: image_batches(run_a.data, s, n_images, device) for s in SPLITS}
+        settings = pair_settings(SETTINGS, run_a.meta.get("profile"), n_images, n_alphas)
+        splits = {s: image_batches(run_a.data, s, settings["n_images"], device) for s in SPLITS}
         metrics, curves = pair_barriers(run_a.model, run_a.state, run_b.state, splits,
-                                        n_alphas or settings["n_alphas"], seed=run_a.meta["config"]["seed"])
+                                        settings["n_alphas"], seed=run_a.meta["config"]["seed"])
         result = {"metrics": metrics, "curves": curves, "n_images": {s: sum(len(y) for _, y in b)
                                                                      for s, b in splits.items()},
                   "partner": str(partner_dir)}

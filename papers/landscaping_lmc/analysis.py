@@ -39,7 +39,7 @@ from scipy.stats import spearmanr
 from shared.data import load_data
 from shared.data.augment import normalize
 from shared.landscape import evaluate_loss, flatten, interpolate_state_dicts, loss_barrier, make_hvp, reset_bn_stats
-from shared.landscape.runs import image_batches, load_run
+from shared.landscape.runs import image_batches, load_run, pair_settings
 from shared.models import create_model
 from shared.models.mlp import MLP
 from shared.train.checkpoint import load_checkpoint
@@ -127,12 +127,12 @@ def derived(run_dir, partner_dir, out, device: str = "cpu", n_images: int | None
         strip = lambda c: {k: v for k, v in c.items() if k not in ("seed", "device")}  # noqa: E731
         if strip(meta_a["config"]) != strip(meta_b["config"]):
             raise ValueError(f"{run_dir} and {partner_dir} differ in more than the seed")
-        settings = SETTINGS.get(meta_a.get("profile"), SETTINGS["tiny"])
+        settings = pair_settings(SETTINGS, meta_a.get("profile"), n_images, n_alphas)
         run_a = load_run(run_dir, device)
         run_b = load_run(partner_dir, device, data=run_a.data)
         model, state_a, state_b = run_a.model, run_a.state, run_b.state
-        batches = image_batches(run_a.data, "train", n_images or settings["n_images"], device)  # no augmentation
-        result = {**layerwise(model, state_a, state_b, batches, n_alphas or settings["n_alphas"]),
+        batches = image_batches(run_a.data, "train", settings["n_images"], device)  # no augmentation
+        result = {**layerwise(model, state_a, state_b, batches, settings["n_alphas"]),
                   "n_images": sum(len(y) for _, y in batches), "partner": str(partner_dir)}
     Path(out).write_text(json.dumps(result, indent=2))
     return result

@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from shared.config import ConfigError, for_profile
 from shared.data import ClassificationData, load_data
 from shared.data.augment import normalize
 from shared.models import create_model
@@ -32,6 +33,21 @@ def pick_device(name: str = "auto") -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
+
+
+def pair_settings(table: dict, profile: str | None, n_images: int | None, n_alphas: int | None) -> dict:
+    """Images and interpolation points of a pair analysis: those given, else ``table``'s entry for the run's profile
+    (or the profile it extends by name, ``cpu_early`` -> ``cpu``); a profile without an entry is an error that says
+    the fix, never a silent fall-back to another profile's sizes."""
+    if n_images and n_alphas:
+        return {"n_images": n_images, "n_alphas": n_alphas}
+    if profile is None:
+        raise ConfigError("the run's meta.json names no profile: give n_images and n_alphas (--n-images, --n-alphas)")
+    entry = for_profile(table, profile, default=None)
+    if entry is None:
+        raise ConfigError(f"no analysis settings for profile {profile!r} (known: {sorted(table)}): add it to the "
+                          "paper's analysis SETTINGS, or give n_images and n_alphas (--n-images, --n-alphas)")
+    return {"n_images": n_images or entry["n_images"], "n_alphas": n_alphas or entry["n_alphas"]}
 
 
 def load_run(run_dir: str | Path, device: str | torch.device = "cpu",

@@ -181,6 +181,13 @@ def extra_sections(text: str) -> list[str]:
     return [n for n in sections_in(text) if n not in SECTIONS]
 
 
+def section_profile(name: str, profiles) -> str | None:
+    """The profile an extra section named ``<profile>_<rest>`` is built from, the longest such profile name
+    (``cpu_early_barriers`` -> ``cpu_early``, not ``cpu``); None for a section that names no profile."""
+    owners = [p for p in profiles if name.startswith(f"{p}_")]
+    return max(owners, key=len) if owners else None
+
+
 def render_extra(slug: str, name: str, results_dir: str | Path, readme: Path) -> str:
     """``results/<slug>/<name>/section.md``, its relative links (figures beside it) rewritten for the README."""
     d = Path(results_dir) / slug / name
