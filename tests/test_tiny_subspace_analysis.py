@@ -36,6 +36,8 @@ def test_tiny_subspace_top_fraction_matches_explicit_hessian():
     assert got["by_k"] == pytest.approx([f(k) for k in range(1, 6)], abs=1e-6)
     assert all(a <= b + 1e-12 for a, b in zip(got["by_k"], got["by_k"][1:]))  # nested subspaces
     assert 0 <= got["random"] <= 1
+    # Lanczos run to n steps: its k_max + 1 Ritz values are H's largest eigenvalues
+    assert got["eigenvalues"] == pytest.approx(torch.linalg.eigvalsh(hessian.double()).flip(0)[:6].tolist(), abs=1e-6)
 
 
 def tiny_config():
@@ -68,6 +70,8 @@ def test_tiny_subspace_measures_the_kept_weights_and_the_end(tmp_path, monkeypat
         again = analysis.fractions_at(loaded.model, batches, k=10, iters=12)
         assert c["topk"] == pytest.approx(again["topk"], abs=1e-9)
         assert c["by_k"] == pytest.approx(again["by_k"], abs=1e-9)
+        assert c["eigenvalues"] == pytest.approx(again["eigenvalues"], abs=1e-9)
+        assert len(c["eigenvalues"]) == 11 and c["eigenvalues"] == sorted(c["eigenvalues"], reverse=True)
         bases.append(again["basis"])
     # persistence: the step-2 top subspace against the end's, by hand (tr(P_a P_b) / k); step 2 is >= 10% of 4
     qa, qb = (torch.linalg.qr(b.double().T)[0] for b in bases)
@@ -75,8 +79,19 @@ def test_tiny_subspace_measures_the_kept_weights_and_the_end(tmp_path, monkeypat
     assert curve[0]["persistence"] == pytest.approx(by_hand, abs=1e-9)
     assert 0 < by_hand < 1 - 1e-6 and curve[1]["persistence"] == 1.0
     assert metrics["top_subspace_persistence"] == curve[0]["persistence"]
+    # the overlap between every two measured steps: symmetric, 1 on the diagonal, its last column is p(t)
+    pm = derived["details"]["persistence_matrix"]
+    assert pm["steps"] == [2, 4] and pm["overlap"][0][0] == pm["overlap"][1][1] == 1.0
+    assert pm["overlap"][0][1] == pytest.approx(by_hand, abs=1e-9) == pm["overlap"][1][0]
+    # the gap after the top k = 10 at the end, from the kept Ritz values
+    assert metrics["eigengap_after_k"] == pytest.approx(curve[-1]["eigenvalues"][9] / curve[-1]["eigenvalues"][10])
     assert curve[0]["loss"] != pytest.approx(curve[1]["loss"])
     end = curve[-1]["by_k"]
     assert metrics["grad_subspace_fraction"] == metrics["grad_frac_topk"] == curve[-1]["topk"]
     assert metrics["top2_share_of_top10"] == pytest.approx(end[1] / end[9])
     assert metrics["top5_share_of_top10"] == pytest.approx(end[4] / end[9])
+    # the README section: the gap column and the four-panel figure
+    section = analysis.write_section({"hessian_top_k": [out]}, "smoke", tmp_path / "section")
+    text = section.read_text()
+    gap = curve[-1]["eigenvalues"][9] / curve[-1]["eigenvalues"][10]
+    assert "λ_k/λ_k+1" in text and f"{gap:.3g}" in text and (tmp_path / "section" / "overlap.png").is_file()

@@ -17,7 +17,11 @@ Persistence ("mostly preserved over long periods of training"), with V_t the top
 end:
     p(t)        = ||Q_t^T Q_T||_F^2 / C    (``subspaces_overlap``: 1 if the subspaces coincide, C/n for random ones)
     top_subspace_persistence = p(t0), t0 the first measured step at or after ``PERSIST_FROM`` (10%) of training
-(NaN for a run that kept no weights there, e.g. the class-subset arms).
+(NaN for a run that kept no weights there, e.g. the class-subset arms); and between any two measured steps,
+    P[s][t]     = ||Q_s^T Q_t||_F^2 / C    (``details.persistence_matrix``; p(t) = P[t][T]).
+Whether a top-C subspace is a well-defined object at all depends on the gap after it:
+    eigengap_after_k = lambda_C / lambda_{C+1} at the end (1: no gap, the top-C space can rotate freely among
+near-equal eigenvectors; every measured step's top K_MAX + 1 Ritz values are kept in the curve as ``eigenvalues``).
 """
 from __future__ import annotations
 
@@ -55,14 +59,15 @@ def settings(profile: str) -> dict:
 def fractions_at(model, batches, k: int, iters: int, k_max: int = K_MAX) -> dict:
     """f(1..k_max), f_top = f(k) and f_random (module docstring) at the model's current weights."""
     hvp = make_hvp(model, F.cross_entropy, batches)
-    _, vectors = top_eigenpairs(hvp, k=max(k, k_max), iters=iters, seed=0)  # rows ordered by eigenvalue, largest first
+    # one Ritz pair more than f needs, for the gap after the top k; rows ordered by eigenvalue, largest first
+    values, vectors = top_eigenpairs(hvp, k=max(k, k_max) + 1, iters=iters, seed=0)
     loss, grad = subset_loss_and_grad(model, F.cross_entropy, batches)
     grad = grad.cpu()
     by_k = [subspace_overlap(grad, vectors[:j].cpu()) for j in range(1, k_max + 1)]
     gen = torch.Generator().manual_seed(RANDOM_SEED)
     random_basis = torch.randn(k, grad.numel(), generator=gen, dtype=torch.float64)
     return {"topk": subspace_overlap(grad, vectors[:k].cpu()), "random": subspace_overlap(grad, random_basis),
-            "loss": loss, "by_k": by_k, "basis": vectors[:k].cpu()}
+            "loss": loss, "by_k": by_k, "eigenvalues": values.tolist(), "basis": vectors[:k].cpu()}
 
 
 def write_derived(run_dir: str | Path, profile: str, out: str | Path, device: str = "auto") -> dict:
@@ -81,17 +86,20 @@ def write_derived(run_dir: str | Path, profile: str, out: str | Path, device: st
         model.load_state_dict({key: v.to(dev) for key, v in state.items()})
         curve.append({"step": step, **fractions_at(model, batches, k, s["lanczos_iters"])})
     end = curve[-1]
-    for c in curve:  # p(t): the top subspace at t against the end's (module docstring); the bases are not saved
-        c["persistence"] = subspaces_overlap(c.pop("basis"), end["basis"]) if c is not end else 1.0
-    end.pop("basis")
+    bases = [c.pop("basis") for c in curve]  # the top-k subspace at every measured step (not saved: k x n each)
+    matrix = [[1.0 if a is b else subspaces_overlap(a, b) for b in bases] for a in bases]  # P[s][t], docstring
+    for c, row in zip(curve, matrix):
+        c["persistence"] = row[-1]  # p(t) = P[t][T]
     persist = [c["persistence"] for c in curve[:-1] if c["step"] >= PERSIST_FROM * total]
     n_params = sum(p.numel() for p in curvature_params(model))
     metrics = {"grad_frac_topk": end["topk"], "grad_frac_random": end["random"],
                "grad_subspace_fraction": end[ARMS[variant]],
                **{name: end["by_k"][j - 1] / end["by_k"][big - 1] for name, (j, big) in SHARES.items()},
-               "top_subspace_persistence": persist[0] if persist else float("nan")}
+               "top_subspace_persistence": persist[0] if persist else float("nan"),
+               "eigengap_after_k": end["eigenvalues"][k - 1] / end["eigenvalues"][k]}
     details = {"profile": profile, "settings": s, "k": k, "k_max": K_MAX, "n_params": n_params,
-               "k_over_n": k / n_params, "arm": ARMS[variant], "persist_from": PERSIST_FROM, "curve": curve}
+               "k_over_n": k / n_params, "arm": ARMS[variant], "persist_from": PERSIST_FROM, "curve": curve,
+               "persistence_matrix": {"steps": [c["step"] for c in curve], "overlap": matrix}}
     Path(out).write_text(json.dumps({"metrics": metrics, "details": details}, indent=2))
     return metrics
 
@@ -108,8 +116,8 @@ def write_section(derived_files: dict[str, list[Path]], profile: str, out_dir: s
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    fig, (ax, ax_k, ax_p) = plt.subplots(1, 3, figsize=(15, 3.8))
-    rows, k_over_n = [], {}
+    fig, (ax, ax_k, ax_p, ax_m) = plt.subplots(1, 4, figsize=(20, 3.8))
+    rows, k_over_n, shown = [], {}, None
     for i, (variant, files) in enumerate(derived_files.items()):
         for path in files:
             d = json.loads(Path(path).read_text())["details"]
@@ -128,10 +136,20 @@ def write_section(derived_files: dict[str, list[Path]], profile: str, out_dir: s
             if len(d["curve"]) > 1 and "persistence" in d["curve"][0]:
                 ax_p.plot(steps[:-1], [c["persistence"] for c in d["curve"][:-1]], "o-", color=f"C{i}", ms=3,
                           alpha=0.8, label=variant if first else None)
+            if shown is None and len(d.get("persistence_matrix", {}).get("steps", [])) > 1:
+                shown = f"{variant}, {Path(path).parent.name}"  # the first run that measured several steps
+                pm = d["persistence_matrix"]
+                image = ax_m.imshow(pm["overlap"], vmin=0, vmax=1, cmap="viridis")
+                ticks = range(len(pm["steps"]))
+                ax_m.set_xticks(ticks, pm["steps"], rotation=90, fontsize=6)
+                ax_m.set_yticks(ticks, pm["steps"], fontsize=6)
+                fig.colorbar(image, ax=ax_m, fraction=0.046)
             rows += [{"variant": f"`{variant}`", "run": Path(path).parent.name, "step": c["step"], "k": d["k"],
                       "f_top": f"{c['topk']:.4g}", "f_random": f"{c['random']:.3g}",
                       **{f"f({j})": f"{c['by_k'][j - 1]:.3g}" for j in (1, 2, 5, 10) if j <= len(c["by_k"])},
                       "p(t)": f"{c['persistence']:.3g}" if "persistence" in c else "",
+                      "λ_k/λ_k+1": (f"{c['eigenvalues'][d['k'] - 1] / c['eigenvalues'][d['k']]:.3g}"
+                                    if len(c.get("eigenvalues", [])) > d["k"] else ""),
                       "subset loss": f"{c['loss']:.4g}"} for c in d["curve"]]
     for k, ratio in sorted(k_over_n.items()):
         ax.axhline(ratio, color="grey", lw=0.8, label=f"k / n_params (k = {k})")
@@ -145,6 +163,8 @@ def write_section(derived_files: dict[str, list[Path]], profile: str, out_dir: s
              title="top-k subspace at t vs at the end")
     if ax_p.has_data():
         ax_p.legend(fontsize=7)
+    ax_m.set(xlabel="step t", ylabel="step s", title=f"||Q_s^T Q_t||_F^2 / k ({shown})" if shown else
+             "overlap between steps (no run kept weights)")
     fig.tight_layout()
     fig.savefig(out_dir / "overlap.png", dpi=120)
     plt.close(fig)
@@ -152,7 +172,9 @@ def write_section(derived_files: dict[str, list[Path]], profile: str, out_dir: s
             f"f_random in a random k-dim subspace (k = classes; expected k/n_params), on the run's first "
             f"{settings(profile)['images']} training images, at the steps where the run kept its weights "
             "(`train.keep_weights_at`) and at its end; p(t) = ||Q_t^T Q_end||_F^2 / k, the overlap of the top-k "
-            "eigenspace at step t with the end's (1: the same subspace, k/n_params: random). Shown as a figure and "
+            "eigenspace at step t with the end's (1: the same subspace, k/n_params: random), and between every two "
+            "measured steps in the last panel; λ_k/λ_k+1 is the gap after the top k Ritz values (near 1: no gap, "
+            "so the top-k space is not well separated from the next eigenvectors). Shown as a figure and "
             "table; the claims in the Verdict compare the runs' end values, and p at the first measured step from "
             f"{PERSIST_FROM:.0%} of training on.")
     return write_md(out_dir, rows, ["overlap.png"], f"python -m papers.tiny_subspace.analysis section "
