@@ -4,8 +4,8 @@ import copy
 import pytest
 import yaml
 
-from shared.config import (ConfigError, config_hash, deep_merge, for_profile, list_papers, load_paper, load_recipe,
-                           load_yaml, resolve_paper_run, resolve_run_config)
+from shared.config import (ConfigError, config_hash, deep_merge, default_run_config, for_profile, list_papers,
+                           load_paper, load_recipe, load_yaml, resolve_paper_run, resolve_run_config)
 
 MINIMAL = {"train": {"steps": 3}}
 
@@ -14,6 +14,20 @@ def test_resolve_run_config_fills_defaults():
     cfg = resolve_run_config(copy.deepcopy(MINIMAL))
     assert cfg["train"]["steps"] == 3 and cfg["train"]["batch_size"] == 128
     assert cfg["optimizer"]["name"] == "sgd" and cfg["seed"] == 0
+
+
+def test_default_run_config_is_the_file_and_a_fresh_copy_each_time():
+    """defaults.yaml is parsed once and cached: a caller that edits what it got must not change the next caller's."""
+    from pathlib import Path
+
+    import shared.config
+    first = default_run_config()
+    assert first == load_yaml(Path(shared.config.__file__).with_name("defaults.yaml"))
+    first["train"]["batch_size"] = -1
+    first["optimizer"]["kwargs"] = {"edited": True}
+    assert default_run_config()["train"]["batch_size"] == 128
+    assert default_run_config()["optimizer"].get("kwargs") != {"edited": True}
+    assert resolve_run_config(copy.deepcopy(MINIMAL))["train"]["batch_size"] == 128
 
 
 def test_unknown_key_names_path_and_allowed_keys():

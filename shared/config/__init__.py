@@ -116,7 +116,15 @@ def validate(cfg: dict, schema: dict, source: str = "<config>") -> None:
 
 
 def default_run_config() -> dict:
-    return load_yaml(Path(__file__).with_name("defaults.yaml"))
+    """``shared/config/defaults.yaml``: every run config key at its default (parsed once per file content, since
+    loading every paper resolves hundreds of run configs; a copy is handed out)."""
+    path = Path(__file__).with_name("defaults.yaml")
+    return copy.deepcopy(_load_defaults(str(path), hashlib.sha256(path.read_bytes()).hexdigest()))
+
+
+@functools.lru_cache(maxsize=4)
+def _load_defaults(path: str, digest: str) -> dict:
+    return load_yaml(path)
 
 
 def resolve_run_config(partial: dict, source: str = "<config>") -> dict:
