@@ -30,6 +30,30 @@ def test_default_run_config_is_the_file_and_a_fresh_copy_each_time():
     assert resolve_run_config(copy.deepcopy(MINIMAL))["train"]["batch_size"] == 128
 
 
+def test_once_per_content_reparses_only_when_the_file_changes(tmp_path):
+    """The cache behind default_run_config / load_recipe / load_paper: keyed by file content and extra args."""
+    from shared.config import _once_per_content
+
+    calls = []
+
+    @_once_per_content(maxsize=4)
+    def parse(path, tag):
+        calls.append(tag)
+        return {"text": path.read_text(), "tag": tag, "nested": {"n": 1}}
+
+    f = tmp_path / "a.yaml"
+    f.write_text("one")
+    got = parse(f, "x")
+    got["nested"]["n"] = 99  # a caller's edit must not reach the cache
+    assert parse(f, "x") == {"text": "one", "tag": "x", "nested": {"n": 1}}
+    assert calls == ["x"]
+    assert parse(f, "y")["tag"] == "y" and calls == ["x", "y"]
+    f.write_text("two")  # new content: parsed again
+    assert parse(f, "x")["text"] == "two" and calls == ["x", "y", "x"]
+    with pytest.raises(FileNotFoundError):  # a missing file reaches the loader, which names it
+        parse(tmp_path / "missing.yaml", "x")
+
+
 def test_unknown_key_names_path_and_allowed_keys():
     with pytest.raises(ConfigError) as err:
         resolve_run_config({"train": {"steps": 3, "bacth_size": 8}}, "my.yaml")

@@ -115,16 +115,31 @@ def validate(cfg: dict, schema: dict, source: str = "<config>") -> None:
         raise ConfigError(_describe(deep[0] if deep else best, source))
 
 
-def default_run_config() -> dict:
-    """``shared/config/defaults.yaml``: every run config key at its default (parsed once per file content, since
-    loading every paper resolves hundreds of run configs; a copy is handed out)."""
-    path = Path(__file__).with_name("defaults.yaml")
-    return copy.deepcopy(_load_defaults(str(path), hashlib.sha256(path.read_bytes()).hexdigest()))
+def _once_per_content(maxsize: int):
+    """Decorator for ``load(path, *args) -> dict``: runs once per (file content, args) and hands each caller its own
+    deep copy (loading every paper resolves hundreds of run configs, each needing the defaults; callers mutate)."""
+    def wrap(load):
+        cached = functools.lru_cache(maxsize=maxsize)(lambda path, digest, *args: load(Path(path), *args))
+
+        @functools.wraps(load)
+        def load_once(path: str | Path, *args) -> dict:
+            path = Path(path)
+            if not path.is_file():
+                return load(path, *args)  # its own error message
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()
+            return copy.deepcopy(cached(str(path.resolve()), digest, *args))
+        return load_once
+    return wrap
 
 
-@functools.lru_cache(maxsize=4)
-def _load_defaults(path: str, digest: str) -> dict:
+@_once_per_content(maxsize=4)
+def _load_defaults(path: Path) -> dict:
     return load_yaml(path)
+
+
+def default_run_config() -> dict:
+    """``shared/config/defaults.yaml``: every run config key at its default."""
+    return _load_defaults(Path(__file__).with_name("defaults.yaml"))
 
 
 def resolve_run_config(partial: dict, source: str = "<config>") -> dict:
@@ -154,13 +169,13 @@ def load_recipe(name: str, source: str = "<config>") -> dict:
     if not path.is_file():
         raise ConfigError(f"{source}: unknown recipe {name!r} ({path} does not exist); recipes: "
                           f"{', '.join(list_recipes()) or 'none'}")
-    return copy.deepcopy(_load_recipe(str(path), hashlib.sha256(path.read_bytes()).hexdigest()))
+    return _load_recipe(path)
 
 
-@functools.lru_cache(maxsize=16)
-def _load_recipe(path: str, digest: str) -> dict:
+@_once_per_content(maxsize=16)
+def _load_recipe(path: Path) -> dict:
     recipe = load_yaml(path)
-    validate(recipe, PARTIAL_RUN_SCHEMA, path)
+    validate(recipe, PARTIAL_RUN_SCHEMA, str(path))
     return recipe
 
 
@@ -234,14 +249,11 @@ def load_paper(slug: str) -> dict:
     if not path.is_file():
         known = ", ".join(list_papers()) if papers_dir().is_dir() else "none"
         raise ConfigError(f"unknown paper {slug!r}: {path} does not exist; known papers: {known}")
-    # validating resolves every (profile, variant): cache per file content, hand out copies
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    return copy.deepcopy(_load_paper(slug, str(path.resolve()), digest))
+    return _load_paper(path, slug)  # validating resolves every (profile, variant): once per file content
 
 
-@functools.lru_cache(maxsize=64)
-def _load_paper(slug: str, path_str: str, digest: str) -> dict:
-    path = Path(path_str)
+@_once_per_content(maxsize=64)
+def _load_paper(path: Path, slug: str) -> dict:
     cfg = load_yaml(path)
     validate(cfg, PAPER_SCHEMA, str(path))
     named = sorted(cfg["variants"])  # claims and benchmark tasks name variants as written (a swept one = its best)
