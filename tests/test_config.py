@@ -50,7 +50,7 @@ def test_once_per_content_reparses_only_when_the_file_changes(tmp_path):
     assert parse(f, "y")["tag"] == "y" and calls == ["x", "y"]
     f.write_text("two")  # new content: parsed again
     assert parse(f, "x")["text"] == "two" and calls == ["x", "y", "x"]
-    with pytest.raises(FileNotFoundError):  # a missing file reaches the loader, which names it
+    with pytest.raises(FileNotFoundError):  # callers check existence first; here the read itself fails
         parse(tmp_path / "missing.yaml", "x")
 
 

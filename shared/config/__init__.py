@@ -124,8 +124,6 @@ def _once_per_content(maxsize: int):
         @functools.wraps(load)
         def load_once(path: str | Path, *args) -> dict:
             path = Path(path)
-            if not path.is_file():
-                return load(path, *args)  # its own error message
             digest = hashlib.sha256(path.read_bytes()).hexdigest()
             return copy.deepcopy(cached(str(path.resolve()), digest, *args))
         return load_once
