@@ -242,6 +242,13 @@ def test_probe_metrics_must_read_a_recorded_probe(tmp_path, monkeypatch):
     share = {"v": {**spec["top_variance"], "reduce": "frac_above", "threshold": 1.0}}
     _write_paper(tmp_path, probe_metrics=share, profiles={"smoke": {"seeds": [0], "overrides": probes}})
     assert load_paper("p")["probe_metrics"] == share
+    over_steps = {"v": {"probe": "activations", "key": "total", "reduce": "cv", "at": "all"}}
+    _write_paper(tmp_path, probe_metrics=over_steps, profiles={"smoke": {"seeds": [0], "overrides": probes}})
+    assert load_paper("p")["probe_metrics"] == over_steps
+    _write_paper(tmp_path, probe_metrics={"v": {**over_steps["v"], "layers": "blocks.*"}},
+                 profiles={"smoke": {"seeds": [0], "overrides": probes}})
+    with pytest.raises(ConfigError, match=r"probe_metrics\.v: `at: all` reduces a scalar key over the run's probe steps"):
+        load_paper("p")
 
 
 def test_for_profile_takes_the_entry_of_the_profile_a_name_extends():

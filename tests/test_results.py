@@ -321,12 +321,20 @@ def test_probe_metrics_reduce_the_last_probe_record_into_run_columns(tmp_path):
              "no_layer": {"probe": "activations", "key": "variance", "reduce": "max", "layers": "head*"},
              "share_above": {"probe": "activations", "key": "variance", "reduce": "frac_above", "threshold": 2.5},
              "share_above_01": {"probe": "activations", "key": "variance", "reduce": "frac_above", "threshold": 1.5,
-                                "layers": "blocks.[01]"}}  # 1.5 is not above 1.5
+                                "layers": "blocks.[01]"},  # 1.5 is not above 1.5
+             # over steps: the total gradient norm 7, 21 has mean 14 and population std 7
+             "grad_cv": {"probe": "grad_norms", "key": "total", "reduce": "cv", "at": "all"},
+             "grad_growth": {"probe": "grad_norms", "key": "total", "reduce": "last_over_first", "at": "all"},
+             "per_layer_over_steps": {"probe": "activations", "key": "variance", "reduce": "cv", "at": "all"},
+             "layer_cv": {"probe": "activations", "key": "max_abs", "reduce": "cv"}}  # 12, 1 at step 20
     row = aggregate.load_run(d, specs)
     assert (row["top_var"], row["growth"], row["peak"]) == (3.0, 2.0, 12.0)
     assert row["early_growth"] == 0.5 and math.isnan(row["no_layer"])
     assert row["mean_var"] == pytest.approx((1.5 + 6.0 + 3.0) / 3) and row["grad_total"] == 21.0
     assert math.isnan(row["absent"])
+    assert row["grad_cv"] == pytest.approx(0.5) and row["grad_growth"] == 3.0
+    assert math.isnan(row["per_layer_over_steps"])  # `at: all` reads scalars only
+    assert row["layer_cv"] == pytest.approx(5.5 / 6.5)
     assert row["share_above"] == pytest.approx(2 / 3) and row["share_above_01"] == 0.5  # of (1.5, 6.0, 3.0)
     assert "top_var" not in aggregate.load_run(d)  # no specs, no columns
     runs = aggregate.runs_frame([d], specs)

@@ -284,6 +284,9 @@ def _load_paper(path: Path, slug: str) -> dict:
         if (spec["reduce"] == "frac_above") != ("threshold" in spec):
             raise ConfigError(f"{path}: probe_metrics.{name}: `threshold` goes with `reduce: frac_above` (the "
                               f"fraction of layers whose value exceeds it) and only with it")
+        if spec.get("at") == "all" and "layers" in spec:
+            raise ConfigError(f"{path}: probe_metrics.{name}: `at: all` reduces a scalar key over the run's probe "
+                              f"steps; `layers` picks layers of one record, so drop one of the two")
         if spec["probe"] not in enabled:
             raise ConfigError(f"{path}: probe_metrics.{name}.probe: no run records probe {spec['probe']!r}; add it "
                               f"to train.probes.names in base or a profile (enabled: "

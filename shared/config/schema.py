@@ -203,7 +203,7 @@ PAPER_SCHEMA = _obj(
         # per-run analysis of a paper's own (its rules.smk writes <run dir>/derived.json: {"metrics": {...}}),
         # merged into the run's row by `repro aggregate`, so claims can name those metrics
         "analysis": _obj({"derived": {"type": "boolean"}}),
-        # per-run scalars from probe records at each run's first or last probe step (shared/results/probes.py
+        # per-run scalars from probe records at each run's first or last probe step, or over all its steps (shared/results/probes.py
         # ``probe_metrics``), added to the run's row by `repro aggregate` so claims can name them
         "probe_metrics": {
             "type": "object",
@@ -211,10 +211,11 @@ PAPER_SCHEMA = _obj(
             "propertyNames": _NAME,
             "additionalProperties": _obj(
                 {"probe": _NAME, "key": {"type": "string", "minLength": 1},
-                 "reduce": {"enum": ["last", "first", "max", "min", "mean", "last_over_first", "frac_above"]},
+                 "reduce": {"enum": ["last", "first", "max", "min", "mean", "last_over_first", "cv", "frac_above"]},
                  "threshold": {"type": "number"},  # with reduce: frac_above
                  "layers": {"type": "string", "minLength": 1},  # a glob over layer names, e.g. "blocks.*"
-                 "at": {"enum": ["first", "last"]}},  # which probe record: the run's first or last (default)
+                 # which probe record: the run's first or last (default), or all of them (a scalar key, over steps)
+                 "at": {"enum": ["first", "last", "all"]}},
                 required=("probe", "key", "reduce")),
         },
         # one table across the papers sharing a toolkit: results/<name>/<profile>/cluster.md (shared/results/cluster.py)

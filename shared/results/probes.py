@@ -11,7 +11,6 @@ from __future__ import annotations
 import fnmatch
 import json
 import math
-from functools import partial
 from pathlib import Path
 
 import pandas as pd
@@ -63,7 +62,15 @@ def probe_frame(paths: list[Path], rename: dict[str, str] | None = None) -> pd.D
     return pd.DataFrame(rows, columns=PROBE_COLUMNS)
 
 
-# reductions of one probe key at a run's first or last probe record; a per-layer mapping is taken in the model's layer order
+def coefficient_of_variation(values: list[float]) -> float:
+    """Population standard deviation over mean (``reduce: cv``): how unsteady a quantity is, in units of its size,
+    e.g. the total gradient norm over training (with ``at: all``), for "more consistent gradient norms"."""
+    mean = sum(values) / len(values)
+    return math.sqrt(sum((v - mean) ** 2 for v in values) / len(values)) / mean if mean else math.nan
+
+
+# reductions of one probe key: over layers at a run's first or last probe record (a per-layer mapping is taken in the
+# model's layer order), or over the run's probe records in step order (``at: all``, a scalar key)
 REDUCE = {
     "last": lambda v: v[-1],  # the deepest layer (e.g. the top of the residual stream)
     "first": lambda v: v[0],
@@ -71,6 +78,7 @@ REDUCE = {
     "min": min,
     "mean": lambda v: sum(v) / len(v),
     "last_over_first": lambda v: v[-1] / v[0] if v[0] else math.nan,  # growth with depth
+    "cv": coefficient_of_variation,
 }
 
 
@@ -85,26 +93,40 @@ def probe_metrics(path: str | Path, specs: dict) -> dict[str, float]:
     reduce, layers?, at?, threshold?}``, the ``key`` of the last (``at: first``: the first) record of ``probe`` in
     ``metrics.jsonl``, restricted to the layers matching the glob ``layers`` (all when absent) and reduced over them
     in model order by ``REDUCE[reduce]``, or by ``frac_above`` with ``threshold`` (a scalar key is taken as it is).
-    A run without that record, or no matching layer, gives NaN, which a claim then reports as missing."""
+    With ``at: all`` the scalar ``key`` of every record of ``probe`` is reduced over steps instead (e.g. ``cv`` of
+    the total gradient norm over training). A run without that record, no matching layer, or (``at: all``) a
+    per-layer or missing value in any record gives NaN, which a claim then reports as missing."""
     if not specs:
         return {}
     first: dict[str, dict] = {}
     last: dict[str, dict] = {}
+    every: dict[str, list[dict]] = {}
     for rec in _probe_records(path):
         first.setdefault(rec["probe"], rec)
         last[rec["probe"]] = rec  # records are in step order
+        every.setdefault(rec["probe"], []).append(rec)
     out = {}
     for name, spec in specs.items():
+        if spec.get("at") == "all":
+            series = [_number(rec.get(spec["key"])) for rec in every.get(spec["probe"], [])]
+            ok = series and None not in series
+            out[name] = _number(_reduce(series, spec)) if ok else math.nan
+            continue
         record = (first if spec.get("at") == "first" else last).get(spec["probe"], {})
         value = record.get(spec["key"])
         if isinstance(value, dict):
             pattern = spec.get("layers") or "*"
             numbers = [_number(v) for layer, v in value.items() if fnmatch.fnmatchcase(layer, pattern)]
-            reduce = (partial(frac_above, threshold=spec["threshold"]) if spec["reduce"] == "frac_above"
-                      else REDUCE[spec["reduce"]])
-            value = reduce(numbers) if numbers and None not in numbers else None
+            value = _reduce(numbers, spec) if numbers and None not in numbers else None
         out[name] = _number(value) if value is not None else math.nan
     return out
+
+
+def _reduce(values: list[float], spec: dict) -> float:
+    """``values`` (layers in model order, or steps in order) reduced as the ``probe_metrics`` entry ``spec`` says."""
+    if spec["reduce"] == "frac_above":
+        return frac_above(values, spec["threshold"])
+    return REDUCE[spec["reduce"]](values)
 
 
 def largest_layer_by_step(frame: pd.DataFrame) -> pd.Series:
