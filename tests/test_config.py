@@ -228,27 +228,23 @@ def test_probe_metrics_must_read_a_recorded_probe(tmp_path, monkeypatch):
                                           r"add it to train\.probes\.names .*enabled: none"):
         load_paper("p")
     probes = {"train": {"steps": 2, "probes": {"every": 1, "names": ["activations"]}}}
-    _write_paper(tmp_path, probe_metrics=spec, profiles={"smoke": {"seeds": [0], "overrides": probes}})
-    assert load_paper("p")["probe_metrics"] == spec
-    _write_paper(tmp_path, probe_metrics={"v": {**spec["top_variance"], "reduce": "median"}},
-                 profiles={"smoke": {"seeds": [0], "overrides": probes}})
+
+    def load_with(probe_metrics):  # a paper whose smoke profile records the `activations` probe
+        _write_paper(tmp_path, probe_metrics=probe_metrics, profiles={"smoke": {"seeds": [0], "overrides": probes}})
+        return load_paper("p")
+
+    assert load_with(spec)["probe_metrics"] == spec
     with pytest.raises(ConfigError, match=r"probe_metrics\.v\.reduce"):
-        load_paper("p")
+        load_with({"v": {**spec["top_variance"], "reduce": "median"}})
     for bad in ({"reduce": "frac_above"}, {"reduce": "max", "threshold": 1.0}):  # threshold iff frac_above
-        _write_paper(tmp_path, probe_metrics={"v": {**spec["top_variance"], **bad}},
-                     profiles={"smoke": {"seeds": [0], "overrides": probes}})
         with pytest.raises(ConfigError, match=r"probe_metrics\.v: `threshold` goes with `reduce: frac_above`"):
-            load_paper("p")
+            load_with({"v": {**spec["top_variance"], **bad}})
     share = {"v": {**spec["top_variance"], "reduce": "frac_above", "threshold": 1.0}}
-    _write_paper(tmp_path, probe_metrics=share, profiles={"smoke": {"seeds": [0], "overrides": probes}})
-    assert load_paper("p")["probe_metrics"] == share
+    assert load_with(share)["probe_metrics"] == share
     over_steps = {"v": {"probe": "activations", "key": "total", "reduce": "cv", "at": "all"}}
-    _write_paper(tmp_path, probe_metrics=over_steps, profiles={"smoke": {"seeds": [0], "overrides": probes}})
-    assert load_paper("p")["probe_metrics"] == over_steps
-    _write_paper(tmp_path, probe_metrics={"v": {**over_steps["v"], "layers": "blocks.*"}},
-                 profiles={"smoke": {"seeds": [0], "overrides": probes}})
-    with pytest.raises(ConfigError, match=r"probe_metrics\.v: `at: all` reduces a scalar key over the run's probe steps"):
-        load_paper("p")
+    assert load_with(over_steps)["probe_metrics"] == over_steps
+    with pytest.raises(ConfigError, match=r"probe_metrics\.v: `at: all` reduces a scalar key over the run's"):
+        load_with({"v": {**over_steps["v"], "layers": "blocks.*"}})
 
 
 def test_for_profile_takes_the_entry_of_the_profile_a_name_extends():
