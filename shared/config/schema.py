@@ -204,7 +204,8 @@ PAPER_SCHEMA = _obj(
         # merged into the run's row by `repro aggregate`, so claims can name those metrics
         "analysis": _obj({"derived": {"type": "boolean"}}),
         # per-run scalars from probe records at each run's first or last probe step, or over all its steps
-        # (shared/results/probes.py ``probe_metrics``), added to the run's row by `repro aggregate` so claims can name them
+        # (shared/results/probes.py ``probe_metrics``), added to the run's row by `repro aggregate` so claims can
+        # name them
         "probe_metrics": {
             "type": "object",
             "minProperties": 1,
