@@ -310,6 +310,7 @@ def test_probe_metrics_reduce_the_last_probe_record_into_run_columns(tmp_path):
                                 "variance": {"blocks.0": 0.5 * scale, "blocks.1": 2.0 * scale, "blocks.2": scale},
                                 "max_abs": {"blocks.0": 4.0 * scale, "blocks.1": 1.0}}) + "\n")
             f.write(json.dumps({"kind": "probe", "probe": "grad_norms", "step": step, "total": 7.0 * scale}) + "\n")
+            f.write(json.dumps({"kind": "probe", "probe": "zeros", "step": step, "total": 0.0}) + "\n")
     specs = {"top_var": {"probe": "activations", "key": "variance", "reduce": "last"},
              "growth": {"probe": "activations", "key": "variance", "reduce": "last_over_first"},
              "peak": {"probe": "activations", "key": "max_abs", "reduce": "max"},
@@ -326,7 +327,8 @@ def test_probe_metrics_reduce_the_last_probe_record_into_run_columns(tmp_path):
              "grad_cv": {"probe": "grad_norms", "key": "total", "reduce": "cv", "at": "all"},
              "grad_growth": {"probe": "grad_norms", "key": "total", "reduce": "last_over_first", "at": "all"},
              "per_layer_over_steps": {"probe": "activations", "key": "variance", "reduce": "cv", "at": "all"},
-             "layer_cv": {"probe": "activations", "key": "max_abs", "reduce": "cv"}}  # 12, 1 at step 20
+             "layer_cv": {"probe": "activations", "key": "max_abs", "reduce": "cv"},  # 12, 1 at step 20
+             "zero_mean_cv": {"probe": "zeros", "key": "total", "reduce": "cv", "at": "all"}}  # 0/0: NaN, not None
     row = aggregate.load_run(d, specs)
     assert (row["top_var"], row["growth"], row["peak"]) == (3.0, 2.0, 12.0)
     assert row["early_growth"] == 0.5 and math.isnan(row["no_layer"])
@@ -334,7 +336,7 @@ def test_probe_metrics_reduce_the_last_probe_record_into_run_columns(tmp_path):
     assert math.isnan(row["absent"])
     assert row["grad_cv"] == pytest.approx(0.5) and row["grad_growth"] == 3.0
     assert math.isnan(row["per_layer_over_steps"])  # `at: all` reads scalars only
-    assert row["layer_cv"] == pytest.approx(5.5 / 6.5)
+    assert row["layer_cv"] == pytest.approx(5.5 / 6.5) and math.isnan(row["zero_mean_cv"])
     assert row["share_above"] == pytest.approx(2 / 3) and row["share_above_01"] == 0.5  # of (1.5, 6.0, 3.0)
     assert "top_var" not in aggregate.load_run(d)  # no specs, no columns
     runs = aggregate.runs_frame([d], specs)

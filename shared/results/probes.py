@@ -110,15 +110,16 @@ def probe_metrics(path: str | Path, specs: dict) -> dict[str, float]:
         if spec.get("at") == "all":
             series = [_number(rec.get(spec["key"])) for rec in every.get(spec["probe"], [])]
             ok = series and None not in series
-            out[name] = _number(_reduce(series, spec)) if ok else math.nan
-            continue
-        record = (first if spec.get("at") == "first" else last).get(spec["probe"], {})
-        value = record.get(spec["key"])
-        if isinstance(value, dict):
-            pattern = spec.get("layers") or "*"
-            numbers = [_number(v) for layer, v in value.items() if fnmatch.fnmatchcase(layer, pattern)]
-            value = _reduce(numbers, spec) if numbers and None not in numbers else None
-        out[name] = _number(value) if value is not None else math.nan
+            value = _reduce(series, spec) if ok else None
+        else:
+            record = (first if spec.get("at") == "first" else last).get(spec["probe"], {})
+            value = record.get(spec["key"])
+            if isinstance(value, dict):
+                pattern = spec.get("layers") or "*"
+                numbers = [_number(v) for layer, v in value.items() if fnmatch.fnmatchcase(layer, pattern)]
+                value = _reduce(numbers, spec) if numbers and None not in numbers else None
+        x = _number(value)  # None for absent, non-numeric or non-finite (e.g. a 0/0 reduction)
+        out[name] = x if x is not None else math.nan
     return out
 
 
