@@ -98,26 +98,22 @@ def probe_metrics(path: str | Path, specs: dict) -> dict[str, float]:
     per-layer or missing value in any record gives NaN, which a claim then reports as missing."""
     if not specs:
         return {}
-    first: dict[str, dict] = {}
-    last: dict[str, dict] = {}
-    every: dict[str, list[dict]] = {}
+    by_probe: dict[str, list[dict]] = {}
     for rec in _probe_records(path):
-        first.setdefault(rec["probe"], rec)
-        last[rec["probe"]] = rec  # records are in step order
-        every.setdefault(rec["probe"], []).append(rec)
+        by_probe.setdefault(rec["probe"], []).append(rec)  # records are in step order
     out = {}
     for name, spec in specs.items():
-        if spec.get("at") == "all":
-            series = [_number(rec.get(spec["key"])) for rec in every.get(spec["probe"], [])]
-            ok = series and None not in series
-            value = _reduce(series, spec) if ok else None
-        else:
-            record = (first if spec.get("at") == "first" else last).get(spec["probe"], {})
-            value = record.get(spec["key"])
-            if isinstance(value, dict):
+        records = by_probe.get(spec["probe"], [])
+        value, numbers = None, None  # a scalar taken as it is, or numbers to reduce
+        if spec.get("at") == "all":  # the scalar key over steps
+            numbers = [_number(rec.get(spec["key"])) for rec in records]
+        elif records:
+            value = records[0 if spec.get("at") == "first" else -1].get(spec["key"])
+            if isinstance(value, dict):  # per layer: the matching layers in model order
                 pattern = spec.get("layers") or "*"
                 numbers = [_number(v) for layer, v in value.items() if fnmatch.fnmatchcase(layer, pattern)]
-                value = _reduce(numbers, spec) if numbers and None not in numbers else None
+        if numbers is not None:
+            value = _reduce(numbers, spec) if numbers and None not in numbers else None
         x = _number(value)  # None for absent, non-numeric or non-finite (e.g. a 0/0 reduction)
         out[name] = x if x is not None else math.nan
     return out
