@@ -272,6 +272,15 @@ def test_benchmark_target_uses_each_tasks_own_eval_split(papers, tmp_path):
                                       aggregate.learning_curves(paths)).set_index("task")
     assert bench.loc["cifar", "target_loss"] == pytest.approx(1.0)  # test_loss: CIFAR has no val split
     assert bench.loc["lm", "target_loss"] == pytest.approx(4.0)  # val_loss
+    # a profile that runs only the lm task: no cifar rows, no cifar figures
+    only_lm = runs[runs["variant"] == "lm-adamw"]
+    out = tmp_path / "out"
+    out.mkdir()
+    table = benchmark.write_benchmark(loaded, only_lm, sweep.sweep_frame(loaded, only_lm),
+                                      aggregate.learning_curves(paths), out, "toy")
+    assert "Task `lm`" in table and "cifar" not in table
+    assert list(pd.read_csv(out / "benchmark.csv")["task"]) == ["lm"]
+    assert (out / "curves_lm.png").is_file() and not (out / "curves_cifar.png").exists()
 
 
 def test_provenance_counts_each_run_once(papers, tmp_path):

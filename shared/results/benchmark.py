@@ -17,6 +17,9 @@ Columns (``benchmark.csv`` / ``benchmark.md``), for each task and variant (its b
 - one column per name in ``benchmark.columns`` (optional): any per-run metric, e.g. a ``probe_metrics`` entry such
   as the largest attention logit, as mean ± std over the seeds of the reported grid point (``<name>``,
   ``<name>_std``, ``<name>_n`` in the CSV).
+
+A task none of whose variants ran at the profile (one whose ``variants:`` list leaves it out) gets no rows and no
+figures.
 """
 from __future__ import annotations
 
@@ -56,6 +59,8 @@ def benchmark_frame(cfg: dict, runs: pd.DataFrame, sweep: pd.DataFrame, curves: 
     sens = sensitivity(sweep).set_index("variant") if len(sweep) else pd.DataFrame()
     rows = []
     for task, spec in cfg["benchmark"]["tasks"].items():
+        if not runs["variant"].isin(spec["variants"]).any():
+            continue  # a task none of whose variants this profile runs (its `variants:` list) has no row
         # each task's own eval split (an LM task has val, a CIFAR task only test)
         task_curves = curves[curves["variant"].isin([_member(runs, v) for v in spec["variants"]])] \
             if len(curves) else curves
@@ -130,6 +135,8 @@ def write_benchmark(cfg: dict, runs: pd.DataFrame, sweep: pd.DataFrame, curves: 
     table = benchmark_table(bench, cfg["benchmark"].get("columns", []))
     (out / "benchmark.md").write_text(f"## {title}: benchmark\n\n{table}\n")
     for task, spec in cfg["benchmark"]["tasks"].items():
+        if task not in set(bench["task"]):
+            continue
         rename = {_member(runs, v): v for v in spec["variants"]}
         part = curves[curves["variant"].isin(rename)].assign(variant=lambda d: d["variant"].map(rename))
         plots.learning_curves(part, spec["variants"], out / f"curves_{task}.png",
