@@ -281,6 +281,13 @@ def test_benchmark_target_uses_each_tasks_own_eval_split(papers, tmp_path):
     assert "Task `lm`" in table and "cifar" not in table
     assert list(pd.read_csv(out / "benchmark.csv")["task"]) == ["lm"]
     assert (out / "curves_lm.png").is_file() and not (out / "curves_cifar.png").exists()
+    # a profile that runs no benchmark task: a line that says so and a header-only CSV, no figures, no error
+    none = tmp_path / "none"
+    none.mkdir()
+    table = benchmark.write_benchmark(loaded, runs.iloc[0:0], sweep.sweep_frame(loaded, runs.iloc[0:0]),
+                                      aggregate.learning_curves(paths).iloc[0:0], none, "toy")
+    assert table.startswith("No benchmark task ran")
+    assert pd.read_csv(none / "benchmark.csv").empty and not list(none.glob("*.png"))
 
 
 def test_provenance_counts_each_run_once(papers, tmp_path):

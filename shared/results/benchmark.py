@@ -19,7 +19,8 @@ Columns (``benchmark.csv`` / ``benchmark.md``), for each task and variant (its b
   ``<name>_std``, ``<name>_n`` in the CSV).
 
 A task none of whose variants ran at the profile (one whose ``variants:`` list leaves it out) gets no rows and no
-figures.
+figures; a profile that runs no task gets a header-only ``benchmark.csv`` and a one-line
+``benchmark.md`` that says so.
 """
 from __future__ import annotations
 
@@ -33,6 +34,12 @@ from shared.results import plots, tables
 from shared.results.sweep import plot_sweep, sensitivity
 
 STATE_METRIC = "optimizer_state_bytes_per_param"
+
+
+# benchmark.csv's columns before any ``benchmark.columns`` (an empty frame still gets its header)
+COLUMNS = ["task", "variant", "selected_member", "metric", "mean", "std", "n", "sensitivity_gap", "grid_points",
+           "grid_points_with_missing", "target_loss", "steps_to_baseline", "reached", "time_per_step_rel",
+           "state_bytes_per_param", "baseline", "time_reference"]
 
 
 def _member(runs: pd.DataFrame, variant: str) -> str:
@@ -101,11 +108,13 @@ def benchmark_frame(cfg: dict, runs: pd.DataFrame, sweep: pd.DataFrame, curves: 
                 "time_per_step_rel": time_rel / ref_time if ref_time else math.nan,
                 "state_bytes_per_param": state, "baseline": spec["baseline"],
                 "time_reference": spec["time_reference"], **extra})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=None if rows else COLUMNS)
 
 
 def benchmark_table(bench: pd.DataFrame, columns: list[str] = ()) -> str:
     """Markdown, one table per task; ``columns``: the config's ``benchmark.columns``, appended as mean ± std."""
+    if not len(bench):
+        return "No benchmark task ran at this profile (its `variants:` list holds no variant of any task)."
     parts = []
     for task, part in bench.groupby("task", sort=False):
         rows = [[f"`{r['variant']}`", f"`{r['selected_member']}`", f"{r['metric']}: "
@@ -134,8 +143,9 @@ def write_benchmark(cfg: dict, runs: pd.DataFrame, sweep: pd.DataFrame, curves: 
     bench.to_csv(out / "benchmark.csv", index=False)
     table = benchmark_table(bench, cfg["benchmark"].get("columns", []))
     (out / "benchmark.md").write_text(f"## {title}: benchmark\n\n{table}\n")
+    ran = set(bench["task"])
     for task, spec in cfg["benchmark"]["tasks"].items():
-        if task not in set(bench["task"]):
+        if task not in ran:
             continue
         rename = {_member(runs, v): v for v in spec["variants"]}
         part = curves[curves["variant"].isin(rename)].assign(variant=lambda d: d["variant"].map(rename))
