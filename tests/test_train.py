@@ -117,6 +117,19 @@ def test_divergence_is_recorded_not_raised(data_root, tmp_path):
     assert blown["diverged"] and blown["metrics"]["final_weight_norm"] is None  # no end of training to describe
 
 
+
+def test_divergence_patience_counts_consecutive_steps_over_the_threshold(data_root, tmp_path):
+    # every loss is above 0, so the run ends as diverged after exactly `divergence_patience` steps
+    assert run(cifar_cfg(divergence_loss=0.0), tmp_path / "a")["step"] == 1  # the default patience, 1
+    final = run(cifar_cfg(divergence_loss=0.0, divergence_patience=3), tmp_path / "b")
+    assert final["diverged"] and final["step"] == 3
+    survived = run(cifar_cfg(divergence_loss=0.0, divergence_patience=7), tmp_path / "c")
+    assert not survived["diverged"] and survived["step"] == 6  # patience longer than the run
+    blown = cifar_cfg(divergence_loss=1e30, divergence_patience=1000)
+    blown["optimizer"]["lr"] = 1e38  # the weights overflow after the first step: the loss is NaN from step 2
+    assert run(blown, tmp_path / "d")["step"] < 6  # a non-finite loss ends the run at once, whatever the patience
+
+
 def test_steps_to_target_recorded(data_root, tmp_path):
     reached = run(cifar_cfg(eval_every=2, target_loss=1e6), tmp_path / "a")["metrics"]["steps_to_target"]
     never = run(cifar_cfg(eval_every=2, target_loss=1e-9), tmp_path / "b")["metrics"]["steps_to_target"]

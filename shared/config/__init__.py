@@ -43,7 +43,8 @@ def deep_merge(base: dict, override: dict) -> dict:
 
 # Run-config keys added after results were committed, with their default: left out of the hash while at it, so
 # a new option does not change the hash (nor rerun the workflow job) of every run that does not use it.
-HASH_NEUTRAL_DEFAULTS = {("data", "classes"): None, ("train", "keep_weights_at"): []}
+HASH_NEUTRAL_DEFAULTS = {("data", "classes"): None, ("train", "keep_weights_at"): [],
+                         ("train", "divergence_patience"): 1}
 
 
 def config_hash(cfg: dict) -> str:

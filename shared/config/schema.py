@@ -77,6 +77,7 @@ RUN_SCHEMA = _obj(
                 "channels_last": {"type": "boolean"},
                 "target_loss": _OPT_NUM,
                 "divergence_loss": _OPT_NUM,
+                "divergence_patience": _INT_POS,
                 "lookahead": {"anyOf": [{"type": "null"}, _obj(
                     {"every": _INT_POS, "decay": {"type": "number", "minimum": 0, "maximum": 1},
                      "power": {"type": "number", "minimum": 0}}, required=("every", "decay", "power"))]},

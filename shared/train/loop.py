@@ -124,6 +124,7 @@ class _State:
 
     def __init__(self):
         self.step, self.elapsed, self.diverged, self.steps_to_target = 0, 0.0, False, None
+        self.steps_over_divergence_loss = 0  # consecutive steps with the loss above train.divergence_loss
         self.best: dict[str, float] = {}
         self.last_eval: dict[str, dict] = {}
 
@@ -270,8 +271,12 @@ def run(cfg: dict, out_dir: str | Path, *, resume: bool = False, meta: dict | No
 
         loss_value = loss.item()
         z_value = {} if z_term is None else {"z_loss": z_term.item()}
+        # diverged: a non-finite loss at once; a loss above divergence_loss once it has stayed there for
+        # divergence_patience consecutive steps (a patience > 1 lets an early transient spike recover)
+        over = tr["divergence_loss"] is not None and loss_value > tr["divergence_loss"]
+        st.steps_over_divergence_loss = st.steps_over_divergence_loss + 1 if over else 0
         if (not math.isfinite(loss_value + z_value.get("z_loss", 0.0))
-                or (tr["divergence_loss"] is not None and loss_value > tr["divergence_loss"])):
+                or st.steps_over_divergence_loss >= tr["divergence_patience"]):
             st.diverged = True
         if log_now or st.diverged:
             now_t = time.perf_counter()
