@@ -288,6 +288,8 @@ def test_benchmark_target_uses_each_tasks_own_eval_split(papers, tmp_path):
                                       aggregate.learning_curves(paths).iloc[0:0], none, "toy")
     assert table.startswith("No benchmark task ran")
     assert pd.read_csv(none / "benchmark.csv").empty and not list(none.glob("*.png"))
+    # ... whose header is the same as a real benchmark.csv's (benchmark.COLUMNS names the row keys)
+    assert list(pd.read_csv(none / "benchmark.csv").columns) == list(pd.read_csv(out / "benchmark.csv").columns)
 
 
 def test_provenance_counts_each_run_once(papers, tmp_path):
