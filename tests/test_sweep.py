@@ -141,7 +141,7 @@ def test_aggregate_cli_writes_sweep_and_benchmark_files(papers, tmp_path):
     for name in ("sweep.csv", "sweep.png", "benchmark.csv", "benchmark.md", "curves_cifar.png", "sweep_cifar.png",
                  "probes_cifar_activations.png"):  # probe figures per task, like the curves
         assert (out / name).is_file(), name
-    assert not (out / "probes_activations.png").exists()
+    assert not (out / "probes_activations.png").exists()  # every variant is in a task
     assert not (out / "sweep_heatmap.png").exists()  # no two-key grid here
     claims = pd.read_csv(out / "claims.csv").iloc[0]
     # adamw's best (0.85..) vs sgd's best (sgd.lr1: 0.90..): AdamW does not beat SGD here
@@ -149,6 +149,15 @@ def test_aggregate_cli_writes_sweep_and_benchmark_files(papers, tmp_path):
     assert claims["verdict"] == "not reproduced"
     table = (out / "table.md").read_text()
     assert "**`sgd.lr1`** (best)" in table and "`sgd`" in table
+    # a variant outside every benchmark task (e.g. a claim's pair) still gets its probe figure, probes_<probe>.png
+    cfg_file = papers / "toy" / "config.yaml"
+    cfg = yaml.safe_load(cfg_file.read_text())
+    cfg["benchmark"]["tasks"]["cifar"]["variants"] = ["sgd", "adamw"]
+    cfg_file.write_text(yaml.safe_dump(cfg))
+    assert results_main(["aggregate", "toy", "--profile", "tiny", "--runs-dir", str(runs_dir),
+                         "--out-dir", str(tmp_path / "out2")]) == 0
+    assert (tmp_path / "out2" / "probes_cifar_activations.png").is_file()
+    assert (tmp_path / "out2" / "probes_activations.png").is_file()
 
 
 def test_profile_overrides_for_pattern_apply_after_the_variant_and_keep_grid_points(papers):
