@@ -64,8 +64,9 @@ def cmd_aggregate(args: argparse.Namespace) -> int:
     probe_rows = probes.probe_frame(paths, rename=members)  # each variant (its best grid point) as reported
     if len(probe_rows):
         probe_rows.to_csv(out / "probes.csv", index=False, float_format="%.6g")  # 6 digits: a third of the size
+        # a figure per task (its methods at their best grid point), as curves_<task>.png; one for the other variants
         tasks = (cfg.get("benchmark") or {}).get("tasks", {})
-        for task, spec in tasks.items():  # a figure per task (its methods at their best grid point), as curves_<task>.png
+        for task, spec in tasks.items():
             probes.plot_probes(probe_rows, spec["variants"], out, f"{title} · {task}", prefix=f"probes_{task}_")
         in_tasks = {v for spec in tasks.values() for v in spec["variants"]}
         others = [v for v in variants if v not in in_tasks]  # e.g. a claim's pair outside the benchmark
