@@ -111,7 +111,7 @@ def render_results(slug: str, paper_cfg: dict, results_dir: str | Path, readme: 
         d = Path(results_dir) / slug / profile
         runs, summary = read_csv(d / RUNS), read_csv(d / SUMMARY)
         desc = paper_cfg.get("profiles", {}).get(profile, {}).get("description", "")
-        parts.append(f"### Profile `{profile}`\n\n{desc}\n\n{provenance_line(runs)}")
+        parts.append(f"### Profile `{profile}`\n\n{desc}\n\n{provenance_line(runs)}" + stale_note(runs, profile))
         if len(summary):
             parts.append("Mean ± sample std over seeds (n = runs with a finite value):\n\n"
                          + tables.summary_table(summary))
@@ -138,6 +138,24 @@ def render_results(slug: str, paper_cfg: dict, results_dir: str | Path, readme: 
         if figs:
             parts.append("\n".join(figs))
     return "\n\n".join(parts)
+
+
+def stale_note(runs: pd.DataFrame, profile: str) -> str:
+    """A warning when some of a profile's runs were trained with a config the paper's config.yaml no longer
+    resolves to (shared/results/staleness.py); empty otherwise."""
+    from shared.config import ConfigError  # noqa: PLC0415 (staleness imports this module)
+    from shared.results.staleness import stale_runs, trained_runs  # noqa: PLC0415
+
+    try:
+        stale = stale_runs(runs) if len(runs) and "paper" in runs.columns else []
+    except ConfigError:  # the paper's config is not in papers/
+        return ""
+    if not len(stale):
+        return ""
+    return (f"\n\n**Stale:** {len(stale)} of {len(trained_runs(runs))} runs of this profile were trained with a "
+            f"config that the current `config.yaml` no longer resolves to ({stale['reason'].iloc[0]}); the description above is the current "
+            f"config's, the numbers below are not. Re-run: `snakemake results/{runs['paper'].iloc[0]}/{profile}/"
+            f"claims.csv --config profile={profile}`.")
 
 
 def render_verdict(slug: str, paper_cfg: dict, results_dir: str | Path) -> str:
