@@ -154,8 +154,8 @@ def stale_note(runs: pd.DataFrame, profile: str) -> str:
         return ""
     return (f"\n\n**Stale:** {len(stale)} of {len(trained_runs(runs))} runs of this profile were trained with a "
             f"config that the current `config.yaml` no longer resolves to ({stale['reason'].iloc[0]}); the description "
-            f"above is the current config's, the numbers below are not. Re-run: `snakemake results/{runs['paper'].iloc[0]}/{profile}/"
-            f"claims.csv --config profile={profile}`.")
+            f"above is the current config's, the numbers below are not. Re-run: `snakemake "
+            f"results/{runs['paper'].iloc[0]}/{profile}/claims.csv --config profile={profile}`.")
 
 
 def render_verdict(slug: str, paper_cfg: dict, results_dir: str | Path) -> str:
