@@ -9,7 +9,7 @@ import yaml
 from shared.config import config_hash, resolve_paper_run
 from shared.results import ledger, readme, staleness
 
-from test_results import PAPER, README, make_run, _aggregate
+from test_results import PAPER, make_run, _aggregate
 
 SWEPT = dict(PAPER, variants={"relu": {"overrides": {}}, "mish": {"overrides": {"model": {"kwargs": {"act": "mish"}}}}},
              sweep={"select": {"metric": "test_accuracy", "mode": "max"},

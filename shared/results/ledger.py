@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from shared.results import staleness, tables
-from shared.results.readme import CLAIMS, data_label, read_csv
+from shared.results.readme import CLAIMS, data_label, read_csv, rerun_command
 from shared.results.verdict import RULE_TEXT
 
 HEADERS = ["paper", "claim", "profile", "paper's number", "ours: a", "ours: b", "effect (95% CI)", "verdict",
@@ -68,8 +68,8 @@ def stale_section(stale: pd.DataFrame) -> str:
     """A note under the table listing the profiles marked *(stale)*, or nothing when every result is current."""
     if not len(stale):
         return ""
-    lines = [f"- `{r.paper}` `{r.profile}`: {r.stale} of {r.runs} runs ({r.reason}); re-run with `snakemake "
-             f"results/{r.paper}/{r.profile}/claims.csv --config profile={r.profile}`" for r in stale.itertuples()]
+    lines = [f"- `{r.paper}` `{r.profile}`: {r.stale} of {r.runs} runs ({r.reason}); re-run with "
+             f"`{rerun_command(r.paper, r.profile)}`" for r in stale.itertuples()]
     return ("\n**Stale results.** A profile marked *(stale)* has runs whose recorded config hash is not what the "
             "paper's current `config.yaml` resolves to (`shared/results/staleness.py`): its numbers describe a "
             "setting the config no longer states.\n\n" + "\n".join(lines) + "\n")

@@ -70,6 +70,18 @@ def read_csv(path: Path) -> pd.DataFrame:
         return pd.DataFrame()
 
 
+def trained_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    """A runs table without its best-of-sweep copies: a swept variant's best grid point appears twice in runs.csv,
+    as itself and under the variant's name with ``selected_member`` naming it (shared/results/sweep.py)."""
+    if "selected_member" not in runs.columns:
+        return runs
+    return runs[runs["selected_member"].astype("string").fillna("").eq("")]
+
+
+def rerun_command(slug: str, profile: str) -> str:
+    return f"snakemake results/{slug}/{profile}/claims.csv --config profile={profile}"
+
+
 def provenance_line(runs: pd.DataFrame) -> str:
     def values(col: str) -> str:
         if col not in runs.columns:
@@ -84,11 +96,8 @@ def provenance_line(runs: pd.DataFrame) -> str:
         "True").any() else ""
     tok = values("tokenizer")
     tok = f" tokenised {tok}" if tok != "unknown" else ""
-    # a swept variant's best grid point appears twice in runs.csv (as itself and under the variant's name)
-    n_runs = (int(runs["selected_member"].astype("string").fillna("").eq("").sum())
-              if "selected_member" in runs.columns else len(runs))
     return (f"Data: {values('data_variant')}{tok}; precision: {values('precision')}; device: {values('device')}; "
-            f"{n_runs} runs, seeds {seeds}; code {short}{dirty}.")
+            f"{len(trained_runs(runs))} runs, seeds {seeds}; code {short}{dirty}.")
 
 
 def probe_caption(stem: str, paper_cfg: dict) -> str:
@@ -143,19 +152,15 @@ def render_results(slug: str, paper_cfg: dict, results_dir: str | Path, readme: 
 def stale_note(runs: pd.DataFrame, profile: str) -> str:
     """A warning when some of a profile's runs were trained with a config the paper's config.yaml no longer
     resolves to (shared/results/staleness.py); empty otherwise."""
-    from shared.config import ConfigError  # noqa: PLC0415 (staleness imports this module)
-    from shared.results.staleness import stale_runs, trained_runs  # noqa: PLC0415
+    from shared.results.staleness import stale_runs  # noqa: PLC0415 (staleness imports this module)
 
-    try:
-        stale = stale_runs(runs) if len(runs) and "paper" in runs.columns else []
-    except ConfigError:  # the paper's config is not in papers/
-        return ""
+    stale = stale_runs(runs) if len(runs) and "paper" in runs.columns else []
     if not len(stale):
         return ""
     return (f"\n\n**Stale:** {len(stale)} of {len(trained_runs(runs))} runs of this profile were trained with a "
             f"config that the current `config.yaml` no longer resolves to ({stale['reason'].iloc[0]}); the description "
-            f"above is the current config's, the numbers below are not. Re-run: `snakemake "
-            f"results/{runs['paper'].iloc[0]}/{profile}/claims.csv --config profile={profile}`.")
+            f"above is the current config's, the numbers below are not. Re-run: "
+            f"`{rerun_command(runs['paper'].iloc[0], profile)}`.")
 
 
 def render_verdict(slug: str, paper_cfg: dict, results_dir: str | Path) -> str:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from shared.config import ConfigError, config_hash, list_papers, load_paper, resolve_paper_run
-from shared.results.readme import RUNS, read_csv
+from shared.results.readme import RUNS, read_csv, trained_runs
 
 
 def current_hashes(slug: str, variant: str, profile: str, seed: int) -> set[str]:
@@ -19,11 +19,6 @@ def current_hashes(slug: str, variant: str, profile: str, seed: int) -> set[str]
     cfg = load_paper(slug)
     members = [m for m, v in cfg["sweep_of"].items() if v == variant] or [variant]
     return {config_hash(resolve_paper_run(slug, m, profile, seed)) for m in members}
-
-
-def trained_runs(runs: pd.DataFrame) -> pd.DataFrame:
-    """A runs table without its best-of-sweep copies (rows with ``selected_member`` set repeat a member's run)."""
-    return runs[runs["selected_member"].isna()] if "selected_member" in runs.columns else runs
 
 
 def stale_runs(runs: pd.DataFrame) -> pd.DataFrame:
