@@ -71,6 +71,12 @@ def test_verdict_zero_variance_both_sides():
     assert tie.verdict == INCONCLUSIVE and tie.p_value == 1.0
 
 
+def test_verdict_zero_width_interval_prints_without_minus_zero():
+    tie = judge([0, 0, 0], [0, 0, 0], "less")  # sign −1 turns the zero interval into −0.0
+    assert "95% CI [0, 0] contains 0" in tie.reason
+    assert math.copysign(1.0, tie.ci_low) == 1.0 and math.copysign(1.0, tie.effect) == 1.0
+
+
 def test_welch_ci_matches_scipy():
     from scipy import stats
 

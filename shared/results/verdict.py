@@ -116,7 +116,8 @@ def welch_ci(a: list[float], b: list[float], confidence: float = CONFIDENCE) -> 
 
 def _classify(out, sign: float, diff: float, lo: float, hi: float, p: float, margin: float) -> Verdict:
     """Sign the interval so that positive means "as the paper claims", then compare it with the margin."""
-    effect, lo, hi = sign * diff, min(sign * lo, sign * hi), max(sign * lo, sign * hi)
+    # + 0.0 turns the −0.0 that sign = −1 makes of a zero into 0.0, so a zero-width interval prints as [0, 0]
+    effect, lo, hi = sign * diff + 0.0, min(sign * lo, sign * hi) + 0.0, max(sign * lo, sign * hi) + 0.0
     ci = f"95% CI [{lo:.4g}, {hi:.4g}]"
     where = f"the margin {margin:g}" if margin else "0"
     if lo > margin:
