@@ -1,7 +1,7 @@
 """The ``repro`` command line: run one experiment, list and show paper configs, prepare data.
 
     repro run PAPER --variant V --profile P --seed S [--out DIR] [--device D] [--resume] [--threads N]
-              [--restore-from results/PAPER/P/run_records.jsonl.gz]   # reuse a committed run of the same config
+              [--restore-from results/PAPER/P/run_records.jsonl.gz results]  # reuse a recorded run of this config
     repro run --config my_run.yaml --out DIR          # any run config of your own, no paper needed
     repro list                                        # papers, their variants and profiles
     repro show PAPER [--variant V --profile P --seed S]
@@ -54,12 +54,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     log.info("run %s -> %s", meta, out)
     if args.restore_from and meta["variant"] and not (out / "final.json").is_file():
         from shared.config import config_hash
+        from shared.data.root import resolve_data_dir
         from shared.records import restore_run
 
-        kept = restore_run(args.restore_from, meta["variant"], meta["seed"], config_hash(cfg), out)
+        data_root = resolve_data_dir((cfg.get("data") or {}).get("data_dir"))
+        kept = restore_run(args.restore_from, config_hash(cfg), out, target=meta, data_root=data_root)
         if kept is not None:
-            log.info("restored from %s, not trained: run of %s on %s, commit %s", args.restore_from,
-                     kept.get("start_time"), kept.get("device"), str(kept.get("git_commit"))[:10])
+            source = kept.get("restored_from") or {"records": " ".join(map(str, args.restore_from))}
+            log.info("restored from %s, not trained: run of %s on %s, commit %s%s", source["records"],
+                     kept.get("start_time"), kept.get("device"), str(kept.get("git_commit"))[:10],
+                     "" if "variant" not in source else
+                     f" ({source['paper']} {source['profile']} {source['variant']} seed {source['seed']})")
             print(json.dumps(json.loads((out / "final.json").read_text())["metrics"], indent=2))
             return 0
     final = run(cfg, out, resume=args.resume, meta=meta)
@@ -124,9 +129,10 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"])
     p.add_argument("--resume", action="store_true", help="continue from the run directory's checkpoint")
     p.add_argument("--threads", type=int, help="torch CPU threads (Snakemake passes the rule's threads)")
-    p.add_argument("--restore-from", type=Path, metavar="RECORDS",
-                   help="a run_records.jsonl.gz (written by repro aggregate): if it holds this run (paper runs: "
-                        "variant and seed) with the same config hash, write its files to --out instead of training")
+    p.add_argument("--restore-from", type=Path, nargs="+", metavar="RECORDS",
+                   help="run_records.jsonl.gz files (written by repro aggregate) or folders holding them, searched in "
+                        "order: the first record with this run's config hash whose data files are unchanged is "
+                        "written to --out instead of training")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("list", help="papers with their variants and profiles")

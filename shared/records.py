@@ -6,10 +6,14 @@ seed, config hash, and the exact text of its ``meta.json``, ``final.json``, ``me
 never weights). It serves two purposes:
 
 - provenance: every number in the tables can be traced to its run's config, device, commit and learning curve;
-- extension: with ``--config reuse_runs=True`` the workflow's ``run`` jobs call ``repro run --restore-from`` this
-  file, which rewrites a run directory from its record instead of training, when the record's config hash equals the
-  run's current one. A profile can then gain seeds, variants or sweep points on another machine (another session)
-  and train only those. Off by default: ``snakemake --config profile=tiny`` trains every run itself.
+- extension: with ``--config reuse_runs=True`` the workflow's ``run`` jobs call ``repro run --restore-from`` with
+  this file first and then every paper's records under ``results/``; a run directory is rewritten from the first
+  record whose config hash equals the run's current one (the resolved config: model, data, optimizer, schedule,
+  training, seed) and whose data files still have the recorded checksums, instead of training. A profile can then
+  gain seeds, variants or sweep points on another machine (another session) and train only those, and a run that
+  another paper already trained under the same config (a shared SGD baseline, say) is not trained twice; its
+  ``meta.json`` then names the run it came from (``restored_from``). Off by default: ``snakemake --config
+  profile=tiny`` trains every run itself.
 
 Papers whose own rules analyse saved weights (an ``analysis`` block: landscape, Hessian, permutations) are never
 restored, since the weights are not in the record.
@@ -49,22 +53,64 @@ def read_records(file: str | Path) -> list[dict]:
         return [json.loads(line) for line in f if line.strip()]
 
 
-def restore_run(file: str | Path, variant: str, seed: int, config_hash: str, out_dir: str | Path) -> dict | None:
-    """Rewrite ``out_dir`` from the record of (variant, seed) in ``file`` if its config hash is ``config_hash``;
-    return the record's ``meta.json`` content, or None (no file, no record, or a record of another config)."""
-    if not Path(file).is_file():
-        return None
-    found = [r for r in read_records(file) if r["variant"] == variant and r["seed"] == seed]
-    if not found:
-        return None
-    record = found[0]
-    if record["config_hash"] != config_hash:
-        log.info("%s: the record of %s seed %d is of another config (%s, now %s); not restored", file, variant, seed,
-                 str(record["config_hash"])[:10], config_hash[:10])
-        return None
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    for name in RUN_FILES:
-        if name in record["files"]:
-            (out / name).write_text(record["files"][name])
-    return json.loads(record["files"].get("meta.json", "{}"))
+def record_files(sources: str | Path | list[str | Path]) -> list[Path]:
+    """Records files in search order: each source is a ``run_records.jsonl.gz`` or a folder searched for them
+    (sorted); absent sources are skipped and a file is listed once."""
+    found: list[Path] = []
+    for source in [sources] if isinstance(sources, (str, Path)) else sources:
+        source = Path(source)
+        files = sorted(source.rglob(FILE)) if source.is_dir() else [source] if source.is_file() else []
+        found += [f for f in files if f.resolve() not in {g.resolve() for g in found}]
+    return found
+
+
+def data_mismatch(meta: dict, data_root: str | Path) -> str | None:
+    """Why the data files under ``data_root`` are not the ones the recorded run read (``meta["data"]["files"]``:
+    relative path -> sha256), or None if all still have the recorded checksums."""
+    from shared.data import file_hashes
+
+    for rel, sha in ((meta.get("data") or {}).get("files") or {}).items():
+        path = Path(data_root) / rel
+        if not path.is_file():
+            return f"{path} is absent"
+        if file_hashes(path)["sha256"] != sha:
+            return f"{path} has changed since (sha256 {file_hashes(path)['sha256'][:10]}, recorded {sha[:10]})"
+    return None
+
+
+def restore_run(sources: str | Path | list[str | Path], config_hash: str, out_dir: str | Path, *,
+                target: dict | None = None, data_root: str | Path | None = None) -> dict | None:
+    """Rewrite ``out_dir`` from the first record in ``sources`` (see ``record_files``) whose config hash is
+    ``config_hash`` and, given ``data_root``, whose data files are unchanged there; return the written ``meta.json``
+    content, or None (no file, no record of this config, or changed data).
+
+    The hash covers the whole resolved run config, seed included, so a record of another paper, profile or variant
+    name with this hash is the same training. ``target`` holds the run's own ``paper``, ``variant``, ``profile`` and
+    ``seed``: where the record's differ, ``meta.json`` takes the target's and names the source in ``restored_from``.
+    """
+    for file in record_files(sources):
+        with gzip.open(file, "rt") as f:
+            lines = [line for line in f if config_hash in line]  # cheap filter before parsing large lines
+        for record in (json.loads(line) for line in lines):
+            if record["config_hash"] != config_hash:
+                continue
+            meta = json.loads(record["files"].get("meta.json", "{}"))
+            why = data_mismatch(meta, data_root) if data_root is not None else None
+            if why:
+                log.info("%s: the record of %s seed %d has this config, but %s; not restored", file,
+                         record["variant"], record["seed"], why)
+                continue
+            files = dict(record["files"])
+            source = {"paper": meta.get("paper"), "profile": meta.get("profile"), "variant": record["variant"],
+                      "seed": record["seed"]}
+            if target and any(source[k] != target.get(k) for k in source):
+                meta.update({k: target[k] for k in source if k in target},
+                            restored_from={**source, "records": str(file)})
+                files["meta.json"] = json.dumps(meta, indent=2)
+            out = Path(out_dir)
+            out.mkdir(parents=True, exist_ok=True)
+            for name in RUN_FILES:
+                if name in files:
+                    (out / name).write_text(files[name])
+            return meta
+    return None

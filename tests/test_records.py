@@ -1,10 +1,11 @@
 """Run records (shared/records.py): the committed text of every run, and `repro run --restore-from` reusing it."""
+import hashlib
 import json
 import warnings
 
 from fixtures_data import write_cifar10
 from shared.cli import main
-from shared.records import RUN_FILES, read_records, restore_run, write_records
+from shared.records import RUN_FILES, read_records, record_files, restore_run, write_records
 
 
 def _fake_run(root, variant, seed, config_hash, loss):
@@ -28,10 +29,9 @@ def test_records_round_trip_byte_stable_and_restore_only_the_same_config(tmp_pat
     assert set(records[0]["files"]) == {"meta.json", "metrics.jsonl", "final.json"}  # no derived.json, no weights
 
     out = tmp_path / "restored" / "b.lr0.1" / "seed1"
-    assert restore_run(file, "b.lr0.1", 1, "other-config", out) is None and not out.exists()
-    assert restore_run(file, "b.lr0.1", 2, "h1", out) is None  # no such seed
-    assert restore_run(tmp_path / "absent.jsonl.gz", "b.lr0.1", 1, "h1", out) is None
-    meta = restore_run(file, "b.lr0.1", 1, "h1", out)
+    assert restore_run(file, "other-config", out) is None and not out.exists()
+    assert restore_run(tmp_path / "absent.jsonl.gz", "h1", out) is None
+    meta = restore_run(file, "h1", out)
     assert meta == {"config_hash": "h1", "device": "cpu: test"}
     for name in ("meta.json", "metrics.jsonl", "final.json"):
         assert (out / name).read_text() == (runs[0] / name).read_text()
@@ -56,9 +56,64 @@ def test_cli_run_restores_a_recorded_run_instead_of_training(tmp_path, monkeypat
     assert {name: (restored / name).read_text() for name in trained} == trained
     assert not (restored / "checkpoint.pt").exists()  # nothing was trained
 
-    # another variant, even written into a `relu` directory, is looked up by its own name: trained, not restored
+    # the same config on other data files (the data folder was updated since): trained, not restored
+    write_cifar10(tmp_path / "data2", per_class_per_batch=5, test_per_class=20)
+    monkeypatch.setenv("REPRO_DATA_DIR", str(tmp_path / "data2"))
+    retrained = tmp_path / "data2_run" / "relu" / "seed0"
+    assert main(args[:-1] + [str(retrained), "--restore-from", str(records)]) == 0
+    assert (retrained / "checkpoint.pt").is_file()
+    monkeypatch.setenv("REPRO_DATA_DIR", str(tmp_path / "data"))
+
+    # another variant, even written into a `relu` directory, is looked up by its own config hash: trained
     other = tmp_path / "other" / "relu" / "seed0"
     mish = ["run", "mish", "--variant", "mish", "--profile", "smoke", "--seed", "0", "--out", str(other)]
     assert main(mish + ["--restore-from", str(records)]) == 0
     assert (other / "checkpoint.pt").is_file()
     assert json.loads((other / "meta.json").read_text())["config"]["model"]["kwargs"]["act"] == "mish"
+
+
+def _recorded(results, paper, profile, variant, seed, config_hash, data_files=None):
+    """A records file ``results/<paper>/<profile>/run_records.jsonl.gz`` holding one fake run."""
+    path = results / paper / profile / "runs" / variant / f"seed{seed}"
+    path.mkdir(parents=True)
+    meta = {"paper": paper, "profile": profile, "variant": variant, "seed": seed, "config_hash": config_hash,
+            "data": {"files": data_files or {}}}
+    (path / "meta.json").write_text(json.dumps(meta))
+    (path / "final.json").write_text(json.dumps({"metrics": {"test_accuracy": 0.5}}))
+    write_records([path], results / paper / profile / "run_records.jsonl.gz")
+    return results / paper / profile / "run_records.jsonl.gz"
+
+
+def test_restore_finds_the_config_in_another_papers_records_and_says_so(tmp_path):
+    results = tmp_path / "results"
+    own = _recorded(results, "diffgrad", "cpu", "adam.lr0.003", 0, "h-own")
+    other = _recorded(results, "madgrad", "cpu", "sgd.lr0.1", 1, "h-sgd")
+    assert record_files([own, results, tmp_path / "absent"]) == [own, other]  # own first, each file once
+
+    target = {"paper": "diffgrad", "variant": "sgdm.lr0.1", "profile": "cpu", "seed": 1}
+    out = tmp_path / "runs" / "sgdm.lr0.1" / "seed1"
+    meta = restore_run([own, results], "h-sgd", out, target=target)
+    # the same config under another paper's name: the run directory is the target's, and names its source
+    assert {k: meta[k] for k in target} == target and json.loads((out / "meta.json").read_text()) == meta
+    assert meta["restored_from"] == {"paper": "madgrad", "profile": "cpu", "variant": "sgd.lr0.1", "seed": 1,
+                                     "records": str(other)}
+    assert json.loads((out / "final.json").read_text()) == {"metrics": {"test_accuracy": 0.5}}
+    # the profile's own record of its own run is written back byte for byte, with no restored_from
+    mine = tmp_path / "runs" / "adam" / "seed0"
+    own_target = {"paper": "diffgrad", "variant": "adam.lr0.003", "profile": "cpu", "seed": 0}
+    assert "restored_from" not in restore_run([own, results], "h-own", mine, target=own_target)
+    assert (mine / "meta.json").read_text() == (results / "diffgrad/cpu/runs/adam.lr0.003/seed0/meta.json").read_text()
+
+
+def test_restore_refuses_a_record_whose_data_files_changed(tmp_path):
+    data = tmp_path / "data"
+    (data / "set").mkdir(parents=True)
+    (data / "set" / "train.bin").write_bytes(b"version 1")
+    recorded = {"set/train.bin": hashlib.sha256(b"version 1").hexdigest()}
+    records = _recorded(tmp_path / "results", "p", "cpu", "a", 0, "h", data_files=recorded)
+
+    assert restore_run(records, "h", tmp_path / "ok", data_root=data) is not None  # unchanged: restored
+    (data / "set" / "train.bin").write_bytes(b"version 2, the updated copy")
+    assert restore_run(records, "h", tmp_path / "new", data_root=data) is None  # changed: trained again
+    assert not (tmp_path / "new").exists()
+    assert restore_run(records, "h", tmp_path / "gone", data_root=tmp_path / "elsewhere") is None  # absent

@@ -94,13 +94,14 @@ def run_dirs(paper, profile):
 
 
 def restore_arg(wildcards):
-    """With `reuse_runs`, `--restore-from` the profile's committed run records (shared/records.py): a run
-    whose record has its config hash is rewritten from it instead of trained. Never for a paper whose own rules
-    analyse saved weights (an `analysis` block), as records hold no weights."""
+    """With `reuse_runs`, `--restore-from` the committed run records (shared/records.py), the profile's own first,
+    then every paper's: a run with a record of its config hash (and unchanged data) is rewritten from it instead of
+    trained. Never for a paper whose own rules analyse saved weights (an `analysis` block), as records hold no
+    weights."""
     cfg = paper_config(wildcards.paper)
     if not config["reuse_runs"] or cfg.get("analysis"):
         return ""
-    return f"--restore-from {RESULTS}/{wildcards.paper}/{wildcards.profile}/run_records.jsonl.gz"
+    return f"--restore-from {RESULTS}/{wildcards.paper}/{wildcards.profile}/run_records.jsonl.gz {RESULTS}"
 
 
 def aggregate_inputs(wildcards):
