@@ -5,6 +5,7 @@
     repro run --config my_run.yaml --out DIR          # any run config of your own, no paper needed
     repro list                                        # papers, their variants and profiles
     repro show PAPER [--variant V --profile P --seed S]
+    repro plan PAPER --profile P                      # per run: finished, restorable from run records, or to train
     repro prepare PAPER --profile P [--out FILE]      # verify / download data, build tokeniser caches
 
 The Snakemake workflow calls exactly these commands, so any job can be rerun by hand.
@@ -112,6 +113,42 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_plan(args: argparse.Namespace) -> int:
+    """What ``snakemake --config profile=P reuse_runs=True`` would do with each run of a paper's profile: finished
+    in the runs folder, restored from a record (the profile's own first, then any paper's), or trained."""
+    from shared.config import config_hash
+    from shared.config.sweep import profile_variants
+    from shared.data.root import resolve_data_dir
+    from shared.records import FILE, find_records
+
+    cfg = load_paper(args.paper)
+    if args.profile not in cfg["profiles"]:
+        raise ConfigError(f"{args.paper} has no profile {args.profile!r}; it has {sorted(cfg['profiles'])}")
+    runs = [(v, s, resolve_paper_run(args.paper, v, args.profile, s))
+            for v in profile_variants(cfg, args.profile) for s in cfg["profiles"][args.profile]["seeds"]]
+    hashes = {config_hash(c) for *_, c in runs}
+    sources = [Path(args.results_dir) / args.paper / args.profile / FILE, Path(args.results_dir)]
+    roots = {str(resolve_data_dir((c.get("data") or {}).get("data_dir"))) for *_, c in runs}
+    # a record counts if its data are unchanged under the data root these runs read (one root in practice)
+    found = find_records(sources, hashes, roots.pop() if len(roots) == 1 else None)
+    counts = {"finished": 0, "restore": 0, "train": 0}
+    restorable = not cfg.get("analysis")  # runs whose weights a paper's own rules analyse are always trained
+    for variant, seed, run_cfg in runs:
+        hit = found.get(config_hash(run_cfg)) if restorable else None
+        if (run_dir(args.runs_dir, args.paper, args.profile, variant, seed) / "final.json").is_file():
+            what = "finished"
+        elif hit:
+            file, record = hit
+            what = f"restore  {Path(file).parent.relative_to(args.results_dir)} {record['variant']} seed {record['seed']}"
+        else:
+            what = "train"
+        counts[what.split()[0]] += 1
+        print(f"{variant:<44} seed {seed:<3} {what}")
+    print(f"{args.paper} {args.profile}: {len(runs)} runs; " + ", ".join(f"{n} {k}" for k, n in counts.items())
+          + ("" if restorable else " (an `analysis` paper: never restored)"))
+    return 0
+
+
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The full parser; given the command about to run, only the extension module that defines it is imported."""
     parser = argparse.ArgumentParser(prog="repro", description=__doc__.split("\n")[0],
@@ -145,6 +182,13 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int)
     p.set_defaults(func=cmd_show)
 
+    p = sub.add_parser("plan", help="which runs of a profile are finished, restorable from run records, or to train")
+    p.add_argument("paper")
+    p.add_argument("--profile", required=True)
+    p.add_argument("--results-dir", default="results")
+    p.add_argument("--runs-dir", default="runs")
+    p.set_defaults(func=cmd_plan)
+
     p = sub.add_parser("prepare", help="verify or download a paper's data and build its caches")
     p.add_argument("paper")
     p.add_argument("--profile", required=True)
@@ -162,7 +206,7 @@ EXTENSIONS = {
     "shared.results.cli": ("aggregate", "readme", "ledger", "cluster", "new-paper"),
     "shared.bench": ("bench",),
 }
-CORE_COMMANDS = ("run", "list", "show", "prepare")
+CORE_COMMANDS = ("run", "list", "show", "plan", "prepare")
 
 
 def _extensions(command: str | None = None):

@@ -24,12 +24,14 @@ import gzip
 import io
 import json
 import logging
+import re
 from pathlib import Path
 
 log = logging.getLogger("repro.records")
 
 FILE = "run_records.jsonl.gz"
 RUN_FILES = ("meta.json", "metrics.jsonl", "derived.json", "final.json")  # final.json last: it marks a run finished
+HASH_AT_START = re.compile(r'\{"config_hash": "([^"]+)"')  # write_records sorts keys: the hash comes first
 
 
 def write_records(run_dirs: list[Path], out_file: str | Path) -> int:
@@ -78,6 +80,29 @@ def data_mismatch(meta: dict, data_root: str | Path) -> str | None:
     return None
 
 
+def find_records(sources: str | Path | list[str | Path], config_hashes: set[str],
+                 data_root: str | Path | None = None) -> dict[str, tuple[Path, dict]]:
+    """For each hash in ``config_hashes``, the first record in ``sources`` (see ``record_files``) with it whose data
+    files, given ``data_root``, are unchanged there: ``{hash: (records file, record)}``; hashes with none are absent.
+    Each file is read once, and only lines of a wanted hash are parsed (a record line opens with its hash)."""
+    found: dict[str, tuple[Path, dict]] = {}
+    for file in record_files(sources):
+        with gzip.open(file, "rt") as f:
+            for line in f:
+                head = HASH_AT_START.match(line)
+                if not head or head[1] not in config_hashes or head[1] in found:
+                    continue
+                record = json.loads(line)
+                meta = json.loads(record["files"].get("meta.json", "{}"))
+                why = data_mismatch(meta, data_root) if data_root is not None else None
+                if why:
+                    log.info("%s: the record of %s seed %d has this config, but %s; not restored", file,
+                             record["variant"], record["seed"], why)
+                    continue
+                found[head[1]] = (file, record)
+    return found
+
+
 def restore_run(sources: str | Path | list[str | Path], config_hash: str, out_dir: str | Path, *,
                 target: dict | None = None, data_root: str | Path | None = None) -> dict | None:
     """Rewrite ``out_dir`` from the first record in ``sources`` (see ``record_files``) whose config hash is
@@ -88,29 +113,20 @@ def restore_run(sources: str | Path | list[str | Path], config_hash: str, out_di
     name with this hash is the same training. ``target`` holds the run's own ``paper``, ``variant``, ``profile`` and
     ``seed``: where the record's differ, ``meta.json`` takes the target's and names the source in ``restored_from``.
     """
-    for file in record_files(sources):
-        with gzip.open(file, "rt") as f:
-            lines = [line for line in f if config_hash in line]  # cheap filter before parsing large lines
-        for record in (json.loads(line) for line in lines):
-            if record["config_hash"] != config_hash:
-                continue
-            meta = json.loads(record["files"].get("meta.json", "{}"))
-            why = data_mismatch(meta, data_root) if data_root is not None else None
-            if why:
-                log.info("%s: the record of %s seed %d has this config, but %s; not restored", file,
-                         record["variant"], record["seed"], why)
-                continue
-            files = dict(record["files"])
-            source = {"paper": meta.get("paper"), "profile": meta.get("profile"), "variant": record["variant"],
-                      "seed": record["seed"]}
-            if target and any(source[k] != target.get(k) for k in source):
-                meta.update({k: target[k] for k in source if k in target},
-                            restored_from={**source, "records": str(file)})
-                files["meta.json"] = json.dumps(meta, indent=2)
-            out = Path(out_dir)
-            out.mkdir(parents=True, exist_ok=True)
-            for name in RUN_FILES:
-                if name in files:
-                    (out / name).write_text(files[name])
-            return meta
-    return None
+    hit = find_records(sources, {config_hash}, data_root).get(config_hash)
+    if hit is None:
+        return None
+    file, record = hit
+    files = dict(record["files"])
+    meta = json.loads(files.get("meta.json", "{}"))
+    source = {"paper": meta.get("paper"), "profile": meta.get("profile"), "variant": record["variant"],
+              "seed": record["seed"]}
+    if target and any(source[k] != target.get(k) for k in source):
+        meta.update({k: target[k] for k in source if k in target}, restored_from={**source, "records": str(file)})
+        files["meta.json"] = json.dumps(meta, indent=2)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for name in RUN_FILES:
+        if name in files:
+            (out / name).write_text(files[name])
+    return meta

@@ -117,3 +117,18 @@ def test_restore_refuses_a_record_whose_data_files_changed(tmp_path):
     assert restore_run(records, "h", tmp_path / "new", data_root=data) is None  # changed: trained again
     assert not (tmp_path / "new").exists()
     assert restore_run(records, "h", tmp_path / "gone", data_root=tmp_path / "elsewhere") is None  # absent
+
+
+def test_plan_says_per_run_finished_restorable_or_to_train(tmp_path, monkeypatch, capsys):
+    from shared.config import config_hash, resolve_paper_run
+
+    monkeypatch.setenv("REPRO_DATA_DIR", str(tmp_path / "data"))
+    results, runs = tmp_path / "results", tmp_path / "runs"
+    # mish smoke relu seed 0 was trained under another paper's name; mish seed 0 is finished here; swish is new
+    _recorded(results, "other", "cpu", "baseline", 0, config_hash(resolve_paper_run("mish", "relu", "smoke", 0)))
+    (runs / "mish" / "smoke" / "mish" / "seed0").mkdir(parents=True)
+    (runs / "mish" / "smoke" / "mish" / "seed0" / "final.json").write_text("{}")
+    capsys.readouterr()
+    assert main(["plan", "mish", "--profile", "smoke", "--results-dir", str(results), "--runs-dir", str(runs)]) == 0
+    lines = {line.split()[0]: line.split(None, 3)[3] for line in capsys.readouterr().out.splitlines()[:-1]}
+    assert lines == {"relu": "restore  other/cpu baseline seed 0", "swish": "train", "mish": "finished"}
