@@ -61,11 +61,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         data_root = resolve_data_dir((cfg.get("data") or {}).get("data_dir"))
         kept = restore_run(args.restore_from, config_hash(cfg), out, target=meta, data_root=data_root)
         if kept is not None:
-            source = kept.get("restored_from") or {"records": " ".join(map(str, args.restore_from))}
-            log.info("restored from %s, not trained: run of %s on %s, commit %s%s", source["records"],
-                     kept.get("start_time"), kept.get("device"), str(kept.get("git_commit"))[:10],
-                     "" if "variant" not in source else
-                     f" ({source['paper']} {source['profile']} {source['variant']} seed {source['seed']})")
+            log.info("restored from the record above, not trained: run of %s on %s, commit %s",
+                     kept.get("start_time"), kept.get("device"), str(kept.get("git_commit"))[:10])
             print(json.dumps(json.loads((out / "final.json").read_text())["metrics"], indent=2))
             return 0
     final = run(cfg, out, resume=args.resume, meta=meta)

@@ -121,6 +121,7 @@ def restore_run(sources: str | Path | list[str | Path], config_hash: str, out_di
     meta = json.loads(files.get("meta.json", "{}"))
     source = {"paper": meta.get("paper"), "profile": meta.get("profile"), "variant": record["variant"],
               "seed": record["seed"]}
+    log.info("record of this config: %s, %s %s %s seed %s", file, *source.values())
     if target and any(source[k] != target.get(k) for k in source):
         meta.update({k: target[k] for k in source if k in target}, restored_from={**source, "records": str(file)})
         files["meta.json"] = json.dumps(meta, indent=2)
