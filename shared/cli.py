@@ -116,22 +116,25 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from shared.config import config_hash
     from shared.config.sweep import profile_variants
     from shared.data.root import resolve_data_dir
-    from shared.records import FILE, find_records
+    from shared.records import find_records, restore_sources
 
     cfg = load_paper(args.paper)
     if args.profile not in cfg["profiles"]:
         raise ConfigError(f"{args.paper} has no profile {args.profile!r}; it has {sorted(cfg['profiles'])}")
-    runs = [(v, s, resolve_paper_run(args.paper, v, args.profile, s))
-            for v in profile_variants(cfg, args.profile) for s in cfg["profiles"][args.profile]["seeds"]]
-    hashes = {config_hash(c) for *_, c in runs}
-    sources = [Path(args.results_dir) / args.paper / args.profile / FILE, Path(args.results_dir)]
-    roots = {str(resolve_data_dir((c.get("data") or {}).get("data_dir"))) for *_, c in runs}
-    # a record counts if its data are unchanged under the data root these runs read (one root in practice)
-    found = find_records(sources, hashes, roots.pop() if len(roots) == 1 else None)
+    runs = []  # (variant, seed, config hash, data root), as `repro run --restore-from` would compute them
+    for variant in profile_variants(cfg, args.profile):
+        for seed in cfg["profiles"][args.profile]["seeds"]:
+            run_cfg = resolve_paper_run(args.paper, variant, args.profile, seed)
+            runs.append((variant, seed, config_hash(run_cfg),
+                         resolve_data_dir((run_cfg.get("data") or {}).get("data_dir"))))
+    sources = restore_sources(cfg, args.results_dir, args.paper, args.profile)
+    found = {}  # a record counts if its data are unchanged under the data root its run reads (one root in practice)
+    for root in {r for *_, r in runs}:
+        hashes = {h for *_, h, r in runs if r == root}
+        found[root] = find_records(sources, hashes, root) if sources else {}
     counts = {"finished": 0, "restore": 0, "train": 0}
-    restorable = not cfg.get("analysis")  # runs whose weights a paper's own rules analyse are always trained
-    for variant, seed, run_cfg in runs:
-        hit = found.get(config_hash(run_cfg)) if restorable else None
+    for variant, seed, run_hash, root in runs:
+        hit = found[root].get(run_hash)
         if (run_dir(args.runs_dir, args.paper, args.profile, variant, seed) / "final.json").is_file():
             what = "finished"
         elif hit:
@@ -142,7 +145,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
         counts[what.split()[0]] += 1
         print(f"{variant:<44} seed {seed:<3} {what}")
     print(f"{args.paper} {args.profile}: {len(runs)} runs; " + ", ".join(f"{n} {k}" for k, n in counts.items())
-          + ("" if restorable else " (an `analysis` paper: never restored)"))
+          + ("" if sources else " (an `analysis` paper: never restored)"))
     return 0
 
 

@@ -55,14 +55,26 @@ def read_records(file: str | Path) -> list[dict]:
         return [json.loads(line) for line in f if line.strip()]
 
 
+def restore_sources(paper_cfg: dict, results_dir: str | Path, paper: str, profile: str) -> list[Path]:
+    """Where a run of ``paper`` × ``profile`` looks for a record to restore (``reuse_runs``): the profile's own
+    records, then every paper's under ``results_dir``; none for a paper whose own rules analyse saved weights (an
+    ``analysis`` block), as records hold no weights."""
+    if paper_cfg.get("analysis"):
+        return []
+    return [Path(results_dir) / paper / profile / FILE, Path(results_dir)]
+
+
 def record_files(sources: str | Path | list[str | Path]) -> list[Path]:
     """Records files in search order: each source is a ``run_records.jsonl.gz`` or a folder searched for them
     (sorted); absent sources are skipped and a file is listed once."""
     found: list[Path] = []
+    seen: set[Path] = set()
     for source in [sources] if isinstance(sources, (str, Path)) else sources:
         source = Path(source)
-        files = sorted(source.rglob(FILE)) if source.is_dir() else [source] if source.is_file() else []
-        found += [f for f in files if f.resolve() not in {g.resolve() for g in found}]
+        for file in sorted(source.rglob(FILE)) if source.is_dir() else [source] if source.is_file() else []:
+            if file.resolve() not in seen:
+                seen.add(file.resolve())
+                found.append(file)
     return found
 
 
@@ -75,8 +87,9 @@ def data_mismatch(meta: dict, data_root: str | Path) -> str | None:
         path = Path(data_root) / rel
         if not path.is_file():
             return f"{path} is absent"
-        if file_hashes(path)["sha256"] != sha:
-            return f"{path} has changed since (sha256 {file_hashes(path)['sha256'][:10]}, recorded {sha[:10]})"
+        now = file_hashes(path)["sha256"]
+        if now != sha:
+            return f"{path} has changed since (sha256 {now[:10]}, recorded {sha[:10]})"
     return None
 
 

@@ -18,6 +18,7 @@ if str(REPO) not in sys.path:  # `shared` importable without an installed packag
 # papers come from $REPRO_PAPERS_DIR if set (tests use a copy), else the repository's papers/
 from shared.config import config_hash, for_profile, list_papers, load_paper, papers_dir, resolve_paper_run
 from shared.config.sweep import profile_variants
+from shared.records import restore_sources
 from shared.results.cluster import cluster_names, members as cluster_members
 
 PROFILE = config["profile"]
@@ -94,14 +95,13 @@ def run_dirs(paper, profile):
 
 
 def restore_arg(wildcards):
-    """With `reuse_runs`, `--restore-from` the committed run records (shared/records.py), the profile's own first,
-    then every paper's: a run with a record of its config hash (and unchanged data) is rewritten from it instead of
-    trained. Never for a paper whose own rules analyse saved weights (an `analysis` block), as records hold no
-    weights."""
-    cfg = paper_config(wildcards.paper)
-    if not config["reuse_runs"] or cfg.get("analysis"):
+    """With `reuse_runs`, `--restore-from` the committed run records (`shared.records.restore_sources`: the
+    profile's own first, then every paper's): a run with a record of its config hash (and unchanged data) is
+    rewritten from it instead of trained. None for a paper with an `analysis` block (records hold no weights)."""
+    if not config["reuse_runs"]:
         return ""
-    return f"--restore-from {RESULTS}/{wildcards.paper}/{wildcards.profile}/run_records.jsonl.gz {RESULTS}"
+    sources = restore_sources(paper_config(wildcards.paper), RESULTS, wildcards.paper, wildcards.profile)
+    return f"--restore-from {' '.join(map(str, sources))}" if sources else ""
 
 
 def aggregate_inputs(wildcards):
