@@ -133,8 +133,10 @@ def cmd_plan(args: argparse.Namespace) -> int:
         hashes = {h for *_, h, r in runs if r == root}
         found[root] = find_records(sources, hashes, root) if sources else {}
     counts = {"finished": 0, "restore": 0, "train": 0}
+    first = {}  # config hash -> the first run with it: two variants that resolve to one config train twice
     for variant, seed, run_hash, root in runs:
         hit = found[root].get(run_hash)
+        twin = first.setdefault(run_hash, (variant, seed))
         if (run_dir(args.runs_dir, args.paper, args.profile, variant, seed) / "final.json").is_file():
             what = "finished"
         elif hit:
@@ -142,6 +144,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
             what = f"restore  {Path(file).parent.relative_to(args.results_dir)} {record['variant']} seed {record['seed']}"
         else:
             what = "train"
+        if twin != (variant, seed):
+            what += f"  (the same config as {twin[0]} seed {twin[1]})"
         counts[what.split()[0]] += 1
         print(f"{variant:<44} seed {seed:<3} {what}")
     print(f"{args.paper} {args.profile}: {len(runs)} runs; " + ", ".join(f"{n} {k}" for k, n in counts.items())

@@ -132,3 +132,14 @@ def test_plan_says_per_run_finished_restorable_or_to_train(tmp_path, monkeypatch
     assert main(["plan", "mish", "--profile", "smoke", "--results-dir", str(results), "--runs-dir", str(runs)]) == 0
     lines = {line.split()[0]: line.split(None, 3)[3] for line in capsys.readouterr().out.splitlines()[:-1]}
     assert lines == {"relu": "restore  other/cpu baseline seed 0", "swish": "train", "mish": "finished"}
+
+
+def test_plan_names_runs_that_share_a_config(tmp_path, monkeypatch, capsys):
+    """small_scale_proxies' `*_high_lr` variants resolve to the config of its lr 3e-2 grid points: plan says so."""
+    monkeypatch.setenv("REPRO_DATA_DIR", str(tmp_path / "data"))
+    capsys.readouterr()
+    assert main(["plan", "small_scale_proxies", "--profile", "tiny", "--results-dir", str(tmp_path / "results"),
+                 "--runs-dir", str(tmp_path / "runs")]) == 0
+    twins = [line for line in capsys.readouterr().out.splitlines() if "same config" in line]
+    assert len(twins) == 6 and all(line.split()[3] == "train" for line in twins)
+    assert twins[0].split()[0] == "baseline_high_lr" and twins[0].endswith("(the same config as baseline.lr0.03 seed 0)")
