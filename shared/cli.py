@@ -112,7 +112,8 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 def cmd_plan(args: argparse.Namespace) -> int:
     """What ``snakemake --config profile=P reuse_runs=True`` would do with each run of a paper's profile: finished
-    in the runs folder, restored from a record (the profile's own first, then any paper's), or trained."""
+    in the runs folder, copied from an earlier run of the profile with the same config, restored from a record (the
+    profile's own first, then any paper's), or trained."""
     from shared.config import config_hash
     from shared.config.sweep import profile_variants
     from shared.data.root import resolve_data_dir
@@ -132,20 +133,20 @@ def cmd_plan(args: argparse.Namespace) -> int:
     for root in {r for *_, r in runs}:
         hashes = {h for *_, h, r in runs if r == root}
         found[root] = find_records(sources, hashes, root) if sources else {}
-    counts = {"finished": 0, "restore": 0, "train": 0}
-    first = {}  # config hash -> the first run with it: two variants that resolve to one config train twice
+    counts = {"finished": 0, "copy": 0, "restore": 0, "train": 0}
+    first = {}  # config hash -> the first run with it; the workflow copies a later run of it from that one's directory
     for variant, seed, run_hash, root in runs:
         hit = found[root].get(run_hash)
         twin = first.setdefault(run_hash, (variant, seed))
         if (run_dir(args.runs_dir, args.paper, args.profile, variant, seed) / "final.json").is_file():
             what = "finished"
+        elif twin != (variant, seed) and sources:
+            what = f"copy     {twin[0]} seed {twin[1]}  (the same config)"
         elif hit:
             file, record = hit
             what = f"restore  {Path(file).parent.relative_to(args.results_dir)} {record['variant']} seed {record['seed']}"
         else:
             what = "train"
-        if twin != (variant, seed):
-            what += f"  (the same config as {twin[0]} seed {twin[1]})"
         counts[what.split()[0]] += 1
         print(f"{variant:<44} seed {seed:<3} {what}")
     print(f"{args.paper} {args.profile}: {len(runs)} runs; " + ", ".join(f"{n} {k}" for k, n in counts.items())

@@ -17,9 +17,15 @@ never weights). It serves two purposes:
 
 Papers whose own rules analyse saved weights (an ``analysis`` block: landscape, Hessian, permutations) are never
 restored, since the weights are not in the record.
+
+Within one profile, two variants can resolve to the same config (small_scale_proxies' ``*_high_lr`` variants are
+its lr 3e-2 grid points). The workflow trains the first and restores the other from the first's run directory
+(``--restore-from runs/.../<variant>/seed<S>``; a finished run directory is a source of one record), always, not
+only with ``reuse_runs``.
 """
 from __future__ import annotations
 
+import contextlib
 import gzip
 import io
 import json
@@ -37,17 +43,21 @@ HASH_AT_START = re.compile(r'\{"config_hash": "([^"]+)"')  # write_records sorts
 def write_records(run_dirs: list[Path], out_file: str | Path) -> int:
     """One record per finished run directory (``<variant>/seed<S>``) into ``out_file`` (gzip, byte-stable: no
     timestamp in the header, so an unchanged set of runs rewrites an identical file). Returns the count."""
-    lines = []
-    for path in sorted(Path(p) for p in run_dirs):
-        files = {name: (path / name).read_text() for name in RUN_FILES if (path / name).is_file()}
-        meta = json.loads(files.get("meta.json", "{}"))
-        lines.append(json.dumps({"variant": path.parent.name, "seed": int(path.name.removeprefix("seed")),
-                                 "config_hash": meta.get("config_hash"), "files": files}, sort_keys=True))
+    lines = [json.dumps(run_record(path), sort_keys=True) for path in sorted(Path(p) for p in run_dirs)]
     buf = io.BytesIO()
     with gzip.GzipFile(fileobj=buf, mode="wb", mtime=0) as gz:
         gz.write("".join(line + "\n" for line in lines).encode())
     Path(out_file).write_bytes(buf.getvalue())
     return len(lines)
+
+
+def run_record(path: str | Path) -> dict:
+    """The record of one run directory (``<variant>/seed<S>``): variant, seed, config hash and its files' text."""
+    path = Path(path)
+    files = {name: (path / name).read_text() for name in RUN_FILES if (path / name).is_file()}
+    meta = json.loads(files.get("meta.json", "{}"))
+    return {"variant": path.parent.name, "seed": int(path.name.removeprefix("seed")),
+            "config_hash": meta.get("config_hash"), "files": files}
 
 
 def read_records(file: str | Path) -> list[dict]:
@@ -64,14 +74,26 @@ def restore_sources(paper_cfg: dict, results_dir: str | Path, paper: str, profil
     return [Path(results_dir) / paper / profile / FILE, Path(results_dir)]
 
 
+def is_run_dir(path: Path) -> bool:
+    """A finished run directory (``<variant>/seed<S>`` with ``meta.json`` and ``final.json``)."""
+    return path.name.startswith("seed") and (path / "final.json").is_file() and (path / "meta.json").is_file()
+
+
 def record_files(sources: str | Path | list[str | Path]) -> list[Path]:
-    """Records files in search order: each source is a ``run_records.jsonl.gz`` or a folder searched for them
-    (sorted); absent sources are skipped and a file is listed once."""
+    """Records in search order: each source is a ``run_records.jsonl.gz``, a finished run directory (one record:
+    the workflow restores a run whose config equals an earlier run's of the same profile from that run's directory)
+    or a folder searched for records files (sorted); absent sources are skipped and each is listed once."""
     found: list[Path] = []
     seen: set[Path] = set()
     for source in [sources] if isinstance(sources, (str, Path)) else sources:
         source = Path(source)
-        for file in sorted(source.rglob(FILE)) if source.is_dir() else [source] if source.is_file() else []:
+        if is_run_dir(source):
+            files = [source]
+        elif source.is_dir():
+            files = sorted(source.rglob(FILE))
+        else:
+            files = [source] if source.is_file() else []
+        for file in files:
             if file.resolve() not in seen:
                 seen.add(file.resolve())
                 found.append(file)
@@ -100,8 +122,8 @@ def find_records(sources: str | Path | list[str | Path], config_hashes: set[str]
     Each file is read once, and only lines of a wanted hash are parsed (a record line opens with its hash)."""
     found: dict[str, tuple[Path, dict]] = {}
     for file in record_files(sources):
-        with gzip.open(file, "rt") as f:
-            for line in f:
+        with _record_lines(file) as lines:
+            for line in lines:
                 head = HASH_AT_START.match(line)
                 if not head or head[1] not in config_hashes or head[1] in found:
                     continue
@@ -114,6 +136,13 @@ def find_records(sources: str | Path | list[str | Path], config_hashes: set[str]
                     continue
                 found[head[1]] = (file, record)
     return found
+
+
+def _record_lines(file: Path):
+    """A context manager over the record lines of a records file or of one run directory."""
+    if file.is_dir():
+        return contextlib.nullcontext([json.dumps(run_record(file), sort_keys=True)])
+    return gzip.open(file, "rt")
 
 
 def restore_run(sources: str | Path | list[str | Path], config_hash: str, out_dir: str | Path, *,

@@ -135,11 +135,36 @@ def test_plan_says_per_run_finished_restorable_or_to_train(tmp_path, monkeypatch
 
 
 def test_plan_names_runs_that_share_a_config(tmp_path, monkeypatch, capsys):
-    """small_scale_proxies' `*_high_lr` variants resolve to the config of its lr 3e-2 grid points: plan says so."""
+    """small_scale_proxies' `*_high_lr` variants resolve to the config of its lr 3e-2 grid points: plan says that
+    the workflow copies them from those runs instead of training them a second time."""
     monkeypatch.setenv("REPRO_DATA_DIR", str(tmp_path / "data"))
     capsys.readouterr()
     assert main(["plan", "small_scale_proxies", "--profile", "tiny", "--results-dir", str(tmp_path / "results"),
                  "--runs-dir", str(tmp_path / "runs")]) == 0
-    twins = [line for line in capsys.readouterr().out.splitlines() if "same config" in line]
-    assert len(twins) == 6 and all(line.split()[3] == "train" for line in twins)
-    assert twins[0].split()[0] == "baseline_high_lr" and twins[0].endswith("(the same config as baseline.lr0.03 seed 0)")
+    out = capsys.readouterr().out.splitlines()
+    twins = [line for line in out if "same config" in line]
+    assert len(twins) == 6 and all(line.split()[3] == "copy" for line in twins)
+    assert twins[0].split()[0] == "baseline_high_lr" and twins[0].split(None, 3)[3] == (
+        "copy     baseline.lr0.03 seed 0  (the same config)")
+    assert out[-1].endswith("6 copy, 0 restore, 33 train")
+
+
+def test_a_run_directory_is_a_restore_source(tmp_path):
+    """A finished run directory restores a run of its config (the workflow's twin runs) under the target's names."""
+    source = tmp_path / "runs" / "p" / "tiny" / "baseline.lr0.03" / "seed0"
+    source.mkdir(parents=True)
+    (source / "meta.json").write_text(json.dumps({"paper": "p", "profile": "tiny", "config_hash": "h1"}))
+    (source / "metrics.jsonl").write_text('{"step": 1, "loss": 2.0}\n')
+    (source / "final.json").write_text('{"metrics": {"val_loss": 1.5}}')
+    twin = tmp_path / "runs" / "p" / "tiny" / "baseline_high_lr" / "seed0"
+    target = {"paper": "p", "profile": "tiny", "variant": "baseline_high_lr", "seed": 0}
+    assert restore_run([source], "h2", twin, target=target) is None and not twin.exists()  # another config
+    meta = restore_run([source, tmp_path / "results"], "h1", twin, target=target)
+    assert meta["variant"] == "baseline_high_lr" and meta["restored_from"]["variant"] == "baseline.lr0.03"
+    assert meta["restored_from"]["records"] == str(source)
+    for name in ("metrics.jsonl", "final.json"):
+        assert (twin / name).read_text() == (source / name).read_text()
+    unfinished = tmp_path / "runs" / "p" / "tiny" / "other" / "seed0"
+    unfinished.mkdir(parents=True)
+    (unfinished / "meta.json").write_text(json.dumps({"config_hash": "h3"}))
+    assert restore_run([unfinished], "h3", tmp_path / "x", target=target) is None  # no final.json: not a source

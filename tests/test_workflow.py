@@ -65,6 +65,25 @@ def test_run_jobs_take_the_resources_of_the_profile_they_extend(tmp_path, papers
                         and (threads in job if threads else "threads:" not in job) for job in jobs), jobs[:2]
 
 
+def test_a_run_of_the_same_config_as_an_earlier_one_is_restored_from_it(tmp_path, papers_copy):
+    """small_scale_proxies' `*_high_lr` variants resolve to its lr 3e-2 grid points' configs: each such run waits
+    for that run and is restored from its directory (shared.records), so one config is trained once per profile."""
+    res = snakemake(tmp_path, "-n", "-p", "--config", "profile=tiny", "papers=[small_scale_proxies]")
+    assert res.returncode == 0, res.stdout + res.stderr
+    out = res.stdout + res.stderr
+    commands = [line.removeprefix("Shell command: ") for line in out.splitlines()
+                if line.removeprefix("Shell command: ").startswith("repro run small_scale_proxies")]
+    twins = [c for c in commands if "--variant baseline_high_lr " in c or "--variant qk_layernorm_high_lr " in c]
+    assert len(commands) == 39 and len(twins) == 6  # z_loss_high_lr has no grid twin: trained
+    for command in twins:
+        variant, seed = command.split("--variant ")[1].split()[0], command.split("--seed ")[1].split()[0]
+        base = variant.removesuffix("_high_lr")
+        assert f"--restore-from runs/small_scale_proxies/tiny/{base}.lr0.03/seed{seed} " in command, command
+    assert not any("--restore-from" in c for c in commands if c not in twins)
+    waits = [block for block in out.split("rule run:")[1:] if "variant=baseline_high_lr, seed=0" in block]
+    assert len(waits) == 1 and "runs/small_scale_proxies/tiny/baseline.lr0.03/seed0/final.json" in waits[0]
+
+
 @pytest.mark.slow
 @pytest.mark.data
 def test_workflow_smoke_profile_end_to_end(tmp_path, papers_copy):

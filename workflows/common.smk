@@ -94,13 +94,43 @@ def run_dirs(paper, profile):
     ]
 
 
+@functools.lru_cache(maxsize=None)
+def profile_twins(paper, profile):
+    """{(variant, seed): (variant, seed)} for each run whose resolved config equals an earlier run's of the same
+    profile (the order of `run_dirs`), naming that earlier run; empty for a paper with an `analysis` block, whose
+    rules read saved weights, which a restore does not copy."""
+    cfg = paper_config(paper)
+    if cfg.get("analysis"):
+        return {}
+    first, twins = {}, {}
+    for variant in profile_variants(cfg, profile):
+        for seed in cfg["profiles"][profile]["seeds"]:
+            earlier = first.setdefault(run_config_hash(paper, variant, profile, seed), (variant, str(seed)))
+            if earlier != (variant, str(seed)):
+                twins[(variant, str(seed))] = earlier
+    return twins
+
+
+def twin_dir(wildcards):
+    """The run directory of the earlier run of this run's config in its profile (`profile_twins`), or None."""
+    twin = profile_twins(wildcards.paper, wildcards.profile).get((wildcards.variant, wildcards.seed))
+    return f"{RUNS}/{wildcards.paper}/{wildcards.profile}/{twin[0]}/seed{twin[1]}" if twin else None
+
+
+def twin_input(wildcards):
+    """A run that is a twin of an earlier one (`profile_twins`) waits for it, and is restored from it."""
+    twin = twin_dir(wildcards)
+    return [f"{twin}/final.json"] if twin else []
+
+
 def restore_arg(wildcards):
-    """With `reuse_runs`, `--restore-from` the committed run records (`shared.records.restore_sources`: the
-    profile's own first, then every paper's): a run with a record of its config hash (and unchanged data) is
-    rewritten from it instead of trained. None for a paper with an `analysis` block (records hold no weights)."""
-    if not config["reuse_runs"]:
-        return ""
-    sources = restore_sources(paper_config(wildcards.paper), RESULTS, wildcards.paper, wildcards.profile)
+    """`--restore-from` sources of a run: its twin's run directory (`profile_twins`), so one config is trained once
+    per profile; then, with `reuse_runs`, the committed run records (`shared.records.restore_sources`: the
+    profile's own first, then every paper's). A run with a source of its config hash (and unchanged data) is
+    rewritten from it instead of trained. No records for a paper with an `analysis` block (they hold no weights)."""
+    sources = [twin_dir(wildcards)] if twin_dir(wildcards) else []
+    if config["reuse_runs"]:
+        sources += restore_sources(paper_config(wildcards.paper), RESULTS, wildcards.paper, wildcards.profile)
     return f"--restore-from {' '.join(map(str, sources))}" if sources else ""
 
 

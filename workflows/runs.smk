@@ -4,6 +4,7 @@
 rule run:
     input:
         data=f"{RUNS}/{{paper}}/{{profile}}/data.json",
+        twin=twin_input,  # a run of the same config as an earlier one of its profile: restored from it
     output:
         # final.json is written last, so its existence means the run finished; meta.json, metrics.jsonl and
         # checkpoint.pt are not declared, so Snakemake keeps them when it reruns a killed job, which --resume
