@@ -117,7 +117,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from shared.config import config_hash
     from shared.config.sweep import profile_variants
     from shared.data.root import resolve_data_dir
-    from shared.records import find_records, restore_sources
+    from shared.records import earlier_twins, find_records, restore_sources
 
     cfg = load_paper(args.paper)
     if args.profile not in cfg["profiles"]:
@@ -134,13 +134,13 @@ def cmd_plan(args: argparse.Namespace) -> int:
         hashes = {h for *_, h, r in runs if r == root}
         found[root] = find_records(sources, hashes, root) if sources else {}
     counts = {"finished": 0, "copy": 0, "restore": 0, "train": 0}
-    first = {}  # config hash -> the first run with it; the workflow copies a later run of it from that one's directory
+    twins = earlier_twins((variant, seed, run_hash) for variant, seed, run_hash, _ in runs)
     for variant, seed, run_hash, root in runs:
         hit = found[root].get(run_hash)
-        twin = first.setdefault(run_hash, (variant, seed))
+        twin = twins.get((variant, seed))
         if (run_dir(args.runs_dir, args.paper, args.profile, variant, seed) / "final.json").is_file():
             what = "finished"
-        elif twin != (variant, seed) and sources:
+        elif twin and sources:
             what = f"copy     {twin[0]} seed {twin[1]}  (the same config)"
         elif hit:
             file, record = hit

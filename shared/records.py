@@ -74,6 +74,19 @@ def restore_sources(paper_cfg: dict, results_dir: str | Path, paper: str, profil
     return [Path(results_dir) / paper / profile / FILE, Path(results_dir)]
 
 
+def earlier_twins(runs) -> dict[tuple[str, int], tuple[str, int]]:
+    """For runs given in order as ``(variant, seed, config hash)``: ``{(variant, seed): (variant, seed)}`` naming,
+    for each run whose config hash equals an earlier run's, the first run with it. The workflow restores such a run
+    from that run's directory instead of training it again; ``repro plan`` reports it as a copy."""
+    first: dict[str, tuple[str, int]] = {}
+    twins: dict[tuple[str, int], tuple[str, int]] = {}
+    for variant, seed, run_hash in runs:
+        earlier = first.setdefault(run_hash, (variant, int(seed)))
+        if earlier != (variant, int(seed)):
+            twins[(variant, int(seed))] = earlier
+    return twins
+
+
 def is_run_dir(path: Path) -> bool:
     """A finished run directory (``<variant>/seed<S>`` with ``meta.json`` and ``final.json``)."""
     return path.name.startswith("seed") and (path / "final.json").is_file() and (path / "meta.json").is_file()

@@ -5,7 +5,7 @@ import warnings
 
 from fixtures_data import write_cifar10
 from shared.cli import main
-from shared.records import RUN_FILES, read_records, record_files, restore_run, write_records
+from shared.records import RUN_FILES, earlier_twins, read_records, record_files, restore_run, write_records
 
 
 def _fake_run(root, variant, seed, config_hash, loss):
@@ -147,6 +147,11 @@ def test_plan_names_runs_that_share_a_config(tmp_path, monkeypatch, capsys):
     assert twins[0].split()[0] == "baseline_high_lr" and twins[0].split(None, 3)[3] == (
         "copy     baseline.lr0.03 seed 0  (the same config)")
     assert out[-1].endswith("6 copy, 0 restore, 33 train")
+
+
+def test_earlier_twins_names_the_first_run_of_each_repeated_config():
+    runs = [("a", 0, "h1"), ("a", 1, "h2"), ("b", 0, "h1"), ("c", 0, "h1"), ("c", "1", "h2"), ("d", 0, "h3")]
+    assert earlier_twins(runs) == {("b", 0): ("a", 0), ("c", 0): ("a", 0), ("c", 1): ("a", 1)}
 
 
 def test_a_run_directory_is_a_restore_source(tmp_path):

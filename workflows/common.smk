@@ -18,7 +18,7 @@ if str(REPO) not in sys.path:  # `shared` importable without an installed packag
 # papers come from $REPRO_PAPERS_DIR if set (tests use a copy), else the repository's papers/
 from shared.config import config_hash, for_profile, list_papers, load_paper, papers_dir, resolve_paper_run
 from shared.config.sweep import profile_variants
-from shared.records import restore_sources
+from shared.records import earlier_twins, restore_sources
 from shared.results.cluster import cluster_names, members as cluster_members
 
 PROFILE = config["profile"]
@@ -96,24 +96,18 @@ def run_dirs(paper, profile):
 
 @functools.lru_cache(maxsize=None)
 def profile_twins(paper, profile):
-    """{(variant, seed): (variant, seed)} for each run whose resolved config equals an earlier run's of the same
-    profile (the order of `run_dirs`), naming that earlier run; empty for a paper with an `analysis` block, whose
-    rules read saved weights, which a restore does not copy."""
+    """`shared.records.earlier_twins` over the runs of a profile (the order of `run_dirs`); empty for a paper with
+    an `analysis` block, whose rules read saved weights, which a restore does not copy."""
     cfg = paper_config(paper)
     if cfg.get("analysis"):
         return {}
-    first, twins = {}, {}
-    for variant in profile_variants(cfg, profile):
-        for seed in cfg["profiles"][profile]["seeds"]:
-            earlier = first.setdefault(run_config_hash(paper, variant, profile, seed), (variant, str(seed)))
-            if earlier != (variant, str(seed)):
-                twins[(variant, str(seed))] = earlier
-    return twins
+    return earlier_twins((variant, seed, run_config_hash(paper, variant, profile, seed))
+                         for variant in profile_variants(cfg, profile) for seed in cfg["profiles"][profile]["seeds"])
 
 
 def twin_dir(wildcards):
     """The run directory of the earlier run of this run's config in its profile (`profile_twins`), or None."""
-    twin = profile_twins(wildcards.paper, wildcards.profile).get((wildcards.variant, wildcards.seed))
+    twin = profile_twins(wildcards.paper, wildcards.profile).get((wildcards.variant, int(wildcards.seed)))
     return f"{RUNS}/{wildcards.paper}/{wildcards.profile}/{twin[0]}/seed{twin[1]}" if twin else None
 
 
@@ -128,7 +122,8 @@ def restore_arg(wildcards):
     per profile; then, with `reuse_runs`, the committed run records (`shared.records.restore_sources`: the
     profile's own first, then every paper's). A run with a source of its config hash (and unchanged data) is
     rewritten from it instead of trained. No records for a paper with an `analysis` block (they hold no weights)."""
-    sources = [twin_dir(wildcards)] if twin_dir(wildcards) else []
+    twin = twin_dir(wildcards)
+    sources = [twin] if twin else []
     if config["reuse_runs"]:
         sources += restore_sources(paper_config(wildcards.paper), RESULTS, wildcards.paper, wildcards.profile)
     return f"--restore-from {' '.join(map(str, sources))}" if sources else ""
