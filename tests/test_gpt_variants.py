@@ -286,6 +286,26 @@ def test_attention_stats_per_head():
     assert "head_entropy_ratio" not in attn.last_stats and attn.last_stats["entropy"] == 0.0
 
 
+def test_attention_stats_in_fp32_under_bf16_autocast():
+    """Under bf16 autocast the attention weights are bf16, but their statistics are reduced in fp32: uniform attention
+    (q = k = 0) over T = 40 keys has mean entropy 2.7580 nats, 0.0076 from the nearest bf16 value (2.7656), which a
+    reduction in bf16 returned (every bf16 run's entropy recorded before 2026-12-05 is a multiple of 1/64)."""
+    torch.manual_seed(0)
+    attn = CausalSelfAttention(GPTConfig(**{**SMALL, "block_size": 64})).eval()
+    with torch.no_grad():
+        attn.c_attn.weight[:16].zero_()
+        attn.c_attn.bias[:16].zero_()
+    attn.record_stats = True
+    T = 40
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        attn(torch.randn(2, T, 8))
+    expected = sum(math.log(i + 1) for i in range(T)) / T
+    # bf16 weights 1/(i + 1) carry a relative rounding error below 2^-8; the entropy of the rounded weights stays
+    # within 1e-3 of the exact one here, while the nearest bf16 number is 0.0076 away
+    assert attn.last_stats["entropy"] == pytest.approx(expected, abs=1e-3)
+    assert attn.last_stats["head_entropy_ratio"] == pytest.approx([1.0, 1.0], abs=1e-3)
+
+
 @pytest.mark.parametrize("kwargs", [{}, {"qk_norm": True}, {"norm_placement": "normformer"}])
 def test_attention_stats_path_equals_sdpa(kwargs):
     torch.manual_seed(0)
