@@ -245,7 +245,7 @@ class CausalSelfAttention(nn.Module):
             # in fp32 (under bf16 autocast they are bf16, and a bf16 sum rounds H to steps of 1/64 nat between 2 and 4)
             p = probs.float()
             entropy = -torch.special.xlogy(p, p).sum(dim=-1)  # (B, n_head, T)
-            self.last_stats = {"entropy": entropy.mean().item(), "max_logit": logits.float().max().item()}
+            self.last_stats = {"entropy": entropy.mean().item(), "max_logit": logits.max().item()}
             if T > 1:  # H_i / log(i + 1): query i's entropy over uniform attention's, i >= 1 (query 0 has one key)
                 ratio = entropy[..., 1:] / torch.arange(2, T + 1, device=q.device).log()
                 self.last_stats["head_entropy_ratio"] = ratio.mean(dim=(0, 2)).tolist()
