@@ -161,6 +161,31 @@ def test_unknown_recipe_names_profile_and_lists_recipes(tmp_path, monkeypatch):
         load_paper("p")
 
 
+# (paper, its cpu variant, the transformer_norm cpu variant that is the same run): the restores that the committed
+# `cpu` results of these papers rest on (`reuse_runs` matches records by config hash)
+BENCHMARK_CPU_TWINS = [
+    ("peri_ln", "pre_ln.lr0.001", "w0-pre_ln.lr0.001"), ("peri_ln", "peri_ln.lr0.003", "w0-peri_ln.lr0.003"),
+    ("transformers_without_tears", "post_ln_warmup.lr0.001", "w10-post_ln.lr0.001"),
+    ("transformers_without_tears", "prenorm_scalenorm_fixnorm.lr0.003", "w0-scalenorm_fixnorm.lr0.003"),
+    ("normformer", "normformer.lr0.001", "w10-normformer.lr0.001"),
+    ("relu_revival", "nonorm_relu.lr0.003", "w10-nonorm_relu.lr0.003"),
+    ("relu_revival", "layernorm_gelu", "w10-pre_ln.lr0.001"),
+    ("powernorm", "powernorm", "w10-powernorm.lr0.001"),
+]
+
+
+@pytest.mark.parametrize("slug,variant,twin", BENCHMARK_CPU_TWINS)
+def test_benchmark_papers_cpu_runs_are_the_benchmarks_runs(slug, variant, twin):
+    """The normalization papers' `cpu` profiles name the shared recipe `gpt_norm_cpu` (the benchmark's `cpu`
+    setting), so a variant that is one of the benchmark's grid points resolves to the very same config (same hash);
+    a different variant does not."""
+    assert load_paper(slug)["profiles"]["cpu"]["recipe"] == "gpt_norm_cpu"
+    cfg = resolve_paper_run(slug, variant, "cpu", 0)
+    assert config_hash(cfg) == config_hash(resolve_paper_run("transformer_norm", twin, "cpu", 0))
+    assert config_hash(cfg) != config_hash(resolve_paper_run("transformer_norm", "w0-rmsnorm.lr0.001", "cpu", 0))
+    assert cfg["train"]["steps"] == 300 and cfg["model"]["kwargs"]["n_layer"] == 6
+
+
 def test_airbench_paper_is_its_recipe():
     """papers/airbench keeps no copy of the recipe: its profiles resolve to the shared file plus their own scale."""
     recipe = load_recipe("airbench94")
