@@ -211,6 +211,20 @@ def test_gpt_residual_projection_init_scaled():
     assert abs(model.blocks[0].mlp.c_fc.weight.std().item() - 0.02) < 0.002
 
 
+def test_gpt_scaled_init_off_leaves_residual_projections_at_gpt2_std():
+    """``scaled_init=False`` (Curse of Depth's recommendation with LayerNorm Scaling): every c_proj at N(0, 0.02),
+    attention's and the MLP's, in the first and the last block; the other weights are as with the default."""
+    torch.manual_seed(0)
+    plain = tiny_gpt(n_layer=8, d_model=128, n_head=4, scaled_init=False)
+    torch.manual_seed(0)
+    scaled = tiny_gpt(n_layer=8, d_model=128, n_head=4)
+    for block in (plain.blocks[0], plain.blocks[-1]):
+        for proj in (block.attn.c_proj, block.mlp.c_proj):
+            assert abs(proj.weight.std().item() - 0.02) < 0.002  # not 0.02 / sqrt(16) = 0.005
+    torch.testing.assert_close(plain.blocks[3].mlp.c_fc.weight, scaled.blocks[3].mlp.c_fc.weight)
+    assert not torch.allclose(plain.blocks[3].mlp.c_proj.weight, scaled.blocks[3].mlp.c_proj.weight)
+
+
 def test_gpt_bad_config_raises():
     with pytest.raises(ValueError):
         tiny_gpt(d_model=30, n_head=4)

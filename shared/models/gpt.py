@@ -25,7 +25,9 @@ normalization-free GPT of ReLU's Revival (arXiv:2410.09637): no norm anywhere, f
 Attention statistics (the contract of shared/probes/attention.py): set ``CausalSelfAttention.record_stats = True``
 and the next forward computes softmax(q k^T / sqrt(d_h) + causal mask) explicitly and stores ``last_stats``.
 Init (GPT-2 §2.3, nanoGPT): weights N(0, 0.02), biases 0, and residual output projections (``c_proj``) scaled
-by 1/sqrt(2 n_layer) because each of the 2 n_layer sublayers adds to the residual stream.
+by 1/sqrt(2 n_layer) because each of the 2 n_layer sublayers adds to the residual stream; ``scaled_init=False``
+leaves them at N(0, 0.02), as the Curse of Depth paper (arXiv:2502.05795, latest version) recommends with LayerNorm
+Scaling, whose effect it reports diminished by such scaled initialisation.
 """
 from __future__ import annotations
 
@@ -62,6 +64,7 @@ class GPTConfig:
     ln_scaling: bool = False  # LayerNorm Scaling (Curse of Depth): input-norm output / sqrt(block index from 1)
     qk_norm: bool = False  # qk-layernorm: LayerNorm over head_dim on q and k, against attention-logit growth
     fix_norm: bool = False  # FixNorm: token embedding rows (and the tied head) l2-normalized to length 1
+    scaled_init: bool = True  # GPT-2's residual c_proj init, std 0.02 / sqrt(2 n_layer); False: plain 0.02
 
 
 def _norm(cfg: GPTConfig, width: int | None = None) -> nn.Module:
@@ -301,7 +304,7 @@ class GPT(nn.Module):
             self.lm_head.weight = self.wte.weight
         self.apply(self._init_weights)
         for name, p in self.named_parameters():
-            if name.endswith("c_proj.weight"):  # 2 n_layer residual additions: keep the stream's variance O(1)
+            if config.scaled_init and name.endswith("c_proj.weight"):  # 2 n_layer additions: stream variance O(1)
                 nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
 
     @staticmethod
