@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from shared.results import aggregate, ledger, plots, readme, tables
+from shared.results import aggregate, cli, ledger, plots, readme, tables
 from shared.results.cli import main as results_main
 
 PAPER = {
@@ -419,3 +419,20 @@ def test_probe_caption_names_the_benchmark_task_apart_from_the_probe():
     assert probe_caption("probes_no_warmup_grad_norms", bench) == "probe grad_norms, task no_warmup (mean over seeds)"
     assert probe_caption("probes_warmup_attention", bench) == "probe attention, task warmup (mean over seeds)"
     assert probe_caption("probes_weight_norm", {}) == "probe weight_norm (mean over seeds)"
+
+
+def test_readme_refreshes_the_description_in_an_aggregated_table(tmp_path):
+    """A description edited after the runs (e.g. the measured time) reaches table.md, not only the README."""
+    runs = pd.DataFrame({"variant": ["mish"], "seed": [0], "data_variant": ["cifar10-recon"]})
+    table = tmp_path / "results" / "toy" / "tiny" / readme.TABLE
+    table.parent.mkdir(parents=True)
+    table.write_text(cli.table_md("toy · tiny", {"description": "estimated, not run yet"}, runs,
+                                  pd.DataFrame(columns=["variant", "metric"]), pd.DataFrame(), []))
+    readme_path = tmp_path / "README.md"
+    readme_path.write_text(README)
+    readme.update_readme("toy", PAPER, tmp_path / "results", readme_path)
+    text = table.read_text()
+    assert text.startswith("## toy · tiny\n\nsmall\n\nData: `cifar10-recon`;") and "not run yet" not in text
+    assert not readme.refresh_table_description(table, "small")  # already current: not rewritten
+    assert readme.refresh_table_description(table, "")  # an emptied description drops its paragraph
+    assert table.read_text().startswith("## toy · tiny\n\nData: ")

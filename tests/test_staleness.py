@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from shared.config import config_hash, resolve_paper_run
+from shared.config import config_hash, load_paper, resolve_paper_run
 from shared.results import ledger, readme, staleness
 
 from test_results import PAPER, make_run, _aggregate
@@ -81,3 +81,20 @@ def test_committed_results_match_the_current_configs():
     profile's runs needs that profile re-run (or a new profile) in the same change."""
     stale = staleness.stale_profiles(Path(__file__).resolve().parents[1] / "results")
     assert stale.empty, "stale results (re-run these profiles):\n" + stale.to_string(index=False)
+
+
+def test_committed_tables_carry_the_current_descriptions(tmp_path):
+    """Each committed table.md states its profile's description as the config has it now (`repro readme` refreshes
+    them after a description edit): no table still says "not run yet" or an old estimate next to real numbers."""
+    root = Path(__file__).resolve().parents[1]
+    stale = []
+    for table in sorted((root / "results").glob("*/*/table.md")):
+        slug, profile = table.parts[-3], table.parts[-2]
+        if not (root / "papers" / slug / "config.yaml").is_file():
+            continue  # a cluster or benchmark table, not a paper profile's
+        spec = load_paper(slug)["profiles"].get(profile)
+        copy = tmp_path / f"{slug}_{profile}.md"
+        copy.write_text(table.read_text())
+        if spec is not None and readme.refresh_table_description(copy, spec.get("description", "")):
+            stale.append(f"{slug}/{profile}")
+    assert not stale, f"run `repro readme SLUG` for: {', '.join(stale)}"

@@ -181,9 +181,32 @@ def render_verdict(slug: str, paper_cfg: dict, results_dir: str | Path) -> str:
     return body + "\n\n" + RULE_TEXT
 
 
+def refresh_table_description(table: Path, description: str) -> bool:
+    """Put the config's current profile ``description`` into an aggregated ``table.md``; True if it changed.
+
+    Descriptions are not part of a run's config hash, so they are edited after the runs (e.g. to state the measured
+    time); without this the table written at aggregation time would keep the old text ("not run yet", an estimate).
+    The table's layout is ``cli.table_md``'s: title, description (absent when empty), provenance line ("Data: ...").
+    """
+    parts = table.read_text().split("\n\n")
+    data = next((i for i, p in enumerate(parts) if p.startswith("Data: ")), None)
+    if data is None or not parts[0].startswith("## "):
+        return False  # not a table this module wrote: leave it alone
+    new = [parts[0]] + ([description.strip()] if description.strip() else []) + parts[data:]
+    if new == parts:
+        return False
+    table.write_text("\n\n".join(new))
+    return True
+
+
 def update_readme(slug: str, paper_cfg: dict, results_dir: str | Path, readme: str | Path) -> str:
-    """Rewrite both generated sections of ``readme`` in place; returns the generated markdown."""
+    """Rewrite both generated sections of ``readme`` in place, and each profile's ``table.md`` description (see
+    ``refresh_table_description``); returns the generated markdown."""
     readme = Path(readme)
+    for profile, spec in paper_cfg.get("profiles", {}).items():
+        table = Path(results_dir) / slug / profile / TABLE
+        if table.is_file():
+            refresh_table_description(table, spec.get("description", ""))
     text = readme.read_text()
     sections = {"results": render_results(slug, paper_cfg, results_dir, readme),
                 "verdict": render_verdict(slug, paper_cfg, results_dir)}
