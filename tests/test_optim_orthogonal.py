@@ -202,6 +202,28 @@ def test_adago_step_size_matches_paper_by_hand(gamma):
         torch.testing.assert_close(w.detach(), before - alpha * orth.float(), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("decay_with_step", [False, True])
+def test_adago_weight_decay_by_hand(decay_with_step):
+    """Theta_t = Theta_{t-1} (1 - r lambda) - alpha_t Orth(M_t), with r = eta, or r = alpha_t with decay_with_step."""
+    torch.manual_seed(0)
+    c, w0 = torch.randn(4, 6), torch.randn(4, 6)
+    w = nn.Parameter(w0.clone())
+    lr, mu, v0, eps, gamma, lam = 0.1, 0.9, 0.3, 1e-6, 100.0, 0.5
+    opt = create_optimizer("adago", [w], lr=lr, momentum=mu, gamma=gamma, eps=eps, v0=v0, weight_decay=lam,
+                           decay_with_step=decay_with_step)
+    v_sq, g = v0**2, float(c.norm())
+    for t in range(1, 4):
+        before = w.detach().clone()
+        w.grad = c.clone()
+        opt.step()
+        v_sq += g**2
+        alpha = lr * g / v_sq**0.5  # < lr from the first step on (v_t > ||G_t||)
+        rate = alpha if decay_with_step else lr
+        orth = _zeropower_via_newtonschulz((1 - mu**t) * c, *NS)
+        torch.testing.assert_close(w.detach(), before * (1 - rate * lam) - alpha * orth.float(), rtol=1e-5, atol=1e-6)
+    assert opt.state_dict()["param_groups"][0]["decay_with_step"] is decay_with_step
+
+
 def test_swan_grad_norm_by_hand():
     g = torch.tensor([[1.0, 2.0, 3.0], [4.0, 4.0, 10.0]])
     # row 1: mean 2, std sqrt(2/3); row 2: mean 6, std sqrt((4 + 4 + 16) / 3) = sqrt(8)

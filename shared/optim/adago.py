@@ -9,7 +9,9 @@ eta = ``lr``, gamma = ``gamma``, epsilon = ``eps``, v_0 = ``v0``), per weight ma
     Theta_t = Theta_{t-1} - alpha_t Orth(M_t)                 Orth ~ U V^T by Muon's quintic Newton-Schulz
 
 Optional extras off by default (not in the paper's algorithm): Nesterov momentum (``nesterov``), decoupled weight decay
-Theta <- Theta (1 - eta lambda), and Muon's shape factor on eta (``adjust_lr_fn``, see ``shared/optim/muon.py``).
+Theta <- Theta (1 - eta lambda), or with ``decay_with_step`` Theta <- Theta (1 - alpha_t lambda) (this repository's
+variant: the decay follows AdaGO's shrinking step, so a kernel's equilibrium norm under decay does not fall as
+alpha_t falls; see papers/adago/README.md), and Muon's shape factor on eta (``adjust_lr_fn``, see ``muon.py``).
 Embeddings, the head and 1-d parameters take AdamW, routed as ``muon_adamw`` does (``route_param_groups``).
 
 Reference: kozistr/pytorch_optimizer ``pytorch_optimizer/optimizer/muon.py`` ``AdaGO`` (3.8.2). It differs from
@@ -37,12 +39,13 @@ class AdaGO(MuonAdamW):
         eps (float): epsilon > 0, the floor on alpha_t.
         v0 (float): v_0 > 0, the accumulator's start (so that v_t > 0).
         nesterov (bool), weight_decay (float), ns_steps (int), adjust_lr_fn (str): as ``muon_adamw``.
+        decay_with_step (bool): decay matrices by alpha_t lambda instead of eta lambda (not in the paper).
         adamw_lr, adamw_betas, adamw_eps: the AdamW side, as ``muon_adamw``.
     """
 
     def __init__(self, params, lr: float = 0.05, momentum: float = 0.95, gamma: float = 10.0, eps: float = 5e-4,
                  v0: float = 1e-3, nesterov: bool = False, weight_decay: float = 0.0, ns_steps: int = 5,
-                 adjust_lr_fn: str = "none", adamw_lr: float | None = None,
+                 adjust_lr_fn: str = "none", decay_with_step: bool = False, adamw_lr: float | None = None,
                  adamw_betas: tuple[float, float] = (0.9, 0.95), adamw_eps: float = 1e-10):
         check_matrix_args(lr, momentum, weight_decay, ns_steps, adjust_lr_fn)
         for arg, value in (("gamma", gamma), ("eps", eps), ("v0", v0)):
@@ -50,7 +53,8 @@ class AdaGO(MuonAdamW):
                 raise ValueError(f"{arg} must be > 0, got {value}")
         HybridAdamW.__init__(self, params, dict(lr=lr, momentum=momentum, gamma=gamma, eps=eps, v0=v0,
                                                 nesterov=nesterov, weight_decay=weight_decay, ns_steps=ns_steps,
-                                                adjust_lr_fn=adjust_lr_fn, ns_eps=EPS,
+                                                adjust_lr_fn=adjust_lr_fn, decay_with_step=bool(decay_with_step),
+                                                ns_eps=EPS,
                                                 ns_coefficients=(DEFAULT_A, DEFAULT_B, DEFAULT_C)),
                              adamw_lr, adamw_betas, adamw_eps)
 
@@ -62,3 +66,7 @@ class AdaGO(MuonAdamW):
         state["v_sq"] += min(g_norm**2, gamma**2)  # v_t^2 = v_{t-1}^2 + min(||G_t||^2, gamma^2)
         # alpha_t = max(epsilon, eta min(||G_t||, gamma) / v_t)
         return max(group["eps"], lr * min(g_norm, gamma) / float(state["v_sq"].sqrt()))
+
+    def decay_rate(self, group, alpha):
+        # Theta <- Theta (1 - alpha_t lambda) with decay_with_step, else Theta (1 - eta lambda)
+        return alpha if group.get("decay_with_step", False) else group["lr"]  # .get: checkpoints from before it

@@ -182,6 +182,10 @@ class MuonAdamW(HybridAdamW):
         """Muon's step is the (shape-adjusted) lr; AdaGO overrides this hook."""
         return lr
 
+    def decay_rate(self, group: dict[str, Any], alpha: float) -> float:
+        """The factor eta in W <- W (1 - eta lambda): Muon's lr; AdaGO may tie it to its own step (``adago.py``)."""
+        return group["lr"]
+
     def matrix_update(self, p, grad, group, state):
         mu = group["momentum"]
         buf = state.setdefault("momentum_buffer", torch.zeros_like(p))
@@ -189,5 +193,5 @@ class MuonAdamW(HybridAdamW):
         u = grad.lerp(buf, mu) if group["nesterov"] else buf  # U_t = (1 - mu) G_t + mu B_t
         o = orthogonalize(u, group)  # O_t = NS_5(U_t)
         alpha = self.step_size(grad, group, state, adjust_lr(group["lr"], group["adjust_lr_fn"], o.shape))
-        p.mul_(1 - group["lr"] * group["weight_decay"])  # W <- W (1 - eta lambda)
+        p.mul_(1 - self.decay_rate(group, alpha) * group["weight_decay"])  # W <- W (1 - eta lambda)
         p.add_(o.reshape(p.shape), alpha=-alpha)  # W <- W - eta s(A, B) O_t
