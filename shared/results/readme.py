@@ -206,7 +206,7 @@ def update_readme(slug: str, paper_cfg: dict, results_dir: str | Path, readme: s
     for profile, spec in paper_cfg.get("profiles", {}).items():
         table = Path(results_dir) / slug / profile / TABLE
         if table.is_file():
-            refresh_table_description(table, spec.get("description", ""))
+            refresh_table_description(table, str(spec.get("description") or ""))
     text = readme.read_text()
     sections = {"results": render_results(slug, paper_cfg, results_dir, readme),
                 "verdict": render_verdict(slug, paper_cfg, results_dir)}
