@@ -82,7 +82,7 @@ def cmd_aggregate(args: argparse.Namespace) -> int:
 
 def table_md(title, profile_cfg, runs, summary, claims, claim_metrics, extra=()) -> str:
     metrics = claim_metrics + [m for m in dict.fromkeys(summary["metric"]) if m not in claim_metrics]
-    parts = [f"## {title}", str(profile_cfg.get("description") or "").strip(), readme.provenance_line(runs),
+    parts = [f"## {title}", readme.profile_description(profile_cfg), readme.provenance_line(runs),
              tables.summary_table(summary, metrics) if len(summary) else "_No finished runs._"]
     if len(claims):
         parts.append(tables.claims_table(claims))

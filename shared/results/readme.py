@@ -181,22 +181,33 @@ def render_verdict(slug: str, paper_cfg: dict, results_dir: str | Path) -> str:
     return body + "\n\n" + RULE_TEXT
 
 
-def refresh_table_description(table: Path, description: str) -> bool:
-    """Put the config's current profile ``description`` into an aggregated ``table.md``; True if it changed.
+def profile_description(profile_cfg: dict) -> str:
+    """A profile's ``description`` as ``table.md`` prints it: stripped, '' when absent or null."""
+    return str(profile_cfg.get("description") or "").strip()
+
+
+def table_with_description(text: str, description: str) -> str:
+    """``text`` of an aggregated ``table.md`` with ``description`` as its description paragraph.
 
     Descriptions are not part of a run's config hash, so they are edited after the runs (e.g. to state the measured
     time); without this the table written at aggregation time would keep the old text ("not run yet", an estimate).
-    The table's layout is ``cli.table_md``'s: title, description (absent when empty), provenance line ("Data: ...").
+    The table's layout is ``cli.table_md``'s: title, description (absent when empty), provenance line ("Data: ...");
+    a text without that layout is returned unchanged.
     """
-    parts = table.read_text().split("\n\n")
+    parts = text.split("\n\n")
     data = next((i for i, p in enumerate(parts) if p.startswith("Data: ")), None)
     if data is None or not parts[0].startswith("## "):
-        return False  # not a table this module wrote: leave it alone
-    new = [parts[0]] + ([description.strip()] if description.strip() else []) + parts[data:]
-    if new == parts:
-        return False
-    table.write_text("\n\n".join(new))
-    return True
+        return text  # not a table this module wrote: leave it alone
+    return "\n\n".join([parts[0]] + ([description] if description else []) + parts[data:])
+
+
+def refresh_table_description(table: Path, description: str) -> bool:
+    """Rewrite ``table`` with ``description`` (``table_with_description``); True if it changed."""
+    text = table.read_text()
+    new = table_with_description(text, description)
+    if new != text:
+        table.write_text(new)
+    return new != text
 
 
 def update_readme(slug: str, paper_cfg: dict, results_dir: str | Path, readme: str | Path) -> str:
@@ -206,7 +217,7 @@ def update_readme(slug: str, paper_cfg: dict, results_dir: str | Path, readme: s
     for profile, spec in paper_cfg.get("profiles", {}).items():
         table = Path(results_dir) / slug / profile / TABLE
         if table.is_file():
-            refresh_table_description(table, str(spec.get("description") or ""))
+            refresh_table_description(table, profile_description(spec))
     text = readme.read_text()
     sections = {"results": render_results(slug, paper_cfg, results_dir, readme),
                 "verdict": render_verdict(slug, paper_cfg, results_dir)}
