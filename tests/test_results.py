@@ -265,6 +265,29 @@ def test_probe_records_become_a_long_table_and_figures(tmp_path):
     assert sorted(p.name for p in written) == ["probes_activations.png", "probes_weight_norm.png"]
 
 
+def test_mappings_over_thresholds_are_scalar_keys_not_layers(tmp_path):
+    """grad_spikes' ``count_above: {"10": .., "50": ..}`` is keyed by threshold: one scalar key per threshold, drawn
+    over steps, never on a 'layer' axis (they once were); a per-layer key of the same record stays per layer."""
+    from shared.results import probes
+
+    d = make_run(tmp_path / "runs", "toy", "tiny", "mish", 0, 0.9)
+    with open(d / "metrics.jsonl", "a") as f:
+        for step, n in ((10, 3), (20, 1)):
+            f.write(json.dumps({"kind": "probe", "probe": "grad_spikes", "step": step, "max_ratio": 60.0,
+                                "count_above": {"10": n, "50": 0}, "frac_above": {"10": n / 100, "50": 0.0}}) + "\n")
+            f.write(json.dumps({"kind": "probe", "probe": "grad_norms", "step": step, "total": 1.0,
+                                "block_norm": {"blocks.0": 0.5}}) + "\n")
+    frame = probes.probe_frame([d])
+    spikes = frame[frame["probe"] == "grad_spikes"]
+    assert (spikes["layer"] == "").all()
+    assert list(dict.fromkeys(spikes["key"])) == ["max_ratio", "count_above[10]", "count_above[50]",
+                                                 "frac_above[10]", "frac_above[50]"]
+    assert spikes[spikes["key"] == "count_above[10]"]["value"].tolist() == [3.0, 1.0]
+    norms = frame[(frame["probe"] == "grad_norms") & (frame["key"] == "block_norm")]
+    assert norms["layer"].tolist() == ["blocks.0", "blocks.0"]
+    assert probes.plot_probes(frame, ["mish"], tmp_path / "out", "toy")[0].name == "probes_grad_norms.png"
+
+
 def test_largest_layer_by_step_takes_the_max_per_seed_then_the_mean():
     """The 'largest layer over steps' panel: per seed and step the max over layers, then the mean over seeds."""
     import pandas as pd

@@ -44,6 +44,9 @@ class Probe:
 
     every_step = False  # on_gradients at every step, not only at probe steps
     needs_batch = False  # on_fixed_batch needs a FixedBatch
+    # keys whose values are mappings over something other than layers (thresholds, optimizer-state names): results
+    # (shared/results/probes.py) report each entry as its own scalar key ``key[entry]`` rather than as a layer
+    non_layer_mappings: tuple[str, ...] = ()
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer | None = None,
                  batch: FixedBatch | None = None):

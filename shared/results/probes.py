@@ -2,7 +2,9 @@
 figures, so a reader can look at weight-norm growth, gradient spikes or variance by depth instead of raw JSON.
 
 ``probes.csv`` columns: variant, seed, probe, step, key, layer, value. A scalar value (e.g. ``total``) has an empty
-``layer``; a per-layer mapping (e.g. ``variance: {"blocks.0": ..}``) gives one row per layer. Figures
+``layer``; a per-layer mapping (e.g. ``variance: {"blocks.0": ..}``) gives one row per layer. A mapping over
+something else, which the probe names in ``non_layer_mappings`` (e.g. grad_spikes' ``count_above: {"10": ..}``,
+keyed by threshold), gives one scalar key per entry (``count_above[10]``). Figures
 (``probes_<probe>.png``): for each key, scalars over steps (mean over seeds per variant); per-layer values at the
 last probe step by layer order and, below, the largest layer's value over steps (each mean over seeds).
 """
@@ -15,6 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from shared.probes import PROBES
 from shared.results import plots
 
 PROBE_COLUMNS = ["variant", "seed", "probe", "step", "key", "layer", "value"]
@@ -37,6 +40,11 @@ def _probe_records(path: Path):
             yield rec
 
 
+def _non_layer_mappings(probe: str) -> tuple[str, ...]:
+    """The keys of ``probe``'s records whose mappings are not per layer (none for a probe no longer registered)."""
+    return getattr(PROBES.get(probe), "non_layer_mappings", ()) if probe in PROBES else ()
+
+
 def probe_frame(paths: list[Path], rename: dict[str, str] | None = None) -> pd.DataFrame:
     """Every probe record of the runs at ``paths`` as rows; ``rename`` maps run variants (grid points) to the
     names to report (a swept variant's best grid point)."""
@@ -50,15 +58,21 @@ def probe_frame(paths: list[Path], rename: dict[str, str] | None = None) -> pd.D
             variant = rename[variant]
         seed = int(meta.get("seed", path.name.removeprefix("seed")))
         for rec in _probe_records(path):
+            flat = _non_layer_mappings(rec["probe"])
             for key, value in rec.items():
                 if key in ("kind", "probe", "step"):
                     continue
-                items = value.items() if isinstance(value, dict) else [("", value)]
-                for layer, v in items:
+                if isinstance(value, dict) and key in flat:  # {"key[entry]": v}, each a scalar
+                    items = [(f"{key}[{entry}]", "", v) for entry, v in value.items()]
+                elif isinstance(value, dict):
+                    items = [(key, layer, v) for layer, v in value.items()]
+                else:
+                    items = [(key, "", value)]
+                for name, layer, v in items:
                     x = _number(v)
                     if x is not None:
                         rows.append({"variant": variant, "seed": seed, "probe": rec["probe"], "step": int(rec["step"]),
-                                     "key": key, "layer": layer, "value": x})
+                                     "key": name, "layer": layer, "value": x})
     return pd.DataFrame(rows, columns=PROBE_COLUMNS)
 
 
