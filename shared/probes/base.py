@@ -10,7 +10,9 @@ step t (1-based, the ``step`` of the train record logged after it):
                         no grad, RNG state restored afterwards
   final_metrics()       once, after training: scalars added to ``final.json``'s metrics
 Each hook may return a dict of values; a probe's values of one step become one ``metrics.jsonl`` record
-``{"kind": "probe", "probe": name, "step": t, **values}``. Per-layer values are mappings ``{name: value}``.
+``{"kind": "probe", "probe": name, "step": t, **values}``. Per-layer values are mappings ``{name: value}``; a
+mapping over anything else (thresholds, optimizer-state names) is listed in ``NON_LAYER_MAPPINGS``
+(shared/results/probes.py, which must not import torch), so that results report each entry as a scalar.
 """
 from __future__ import annotations
 
@@ -44,9 +46,6 @@ class Probe:
 
     every_step = False  # on_gradients at every step, not only at probe steps
     needs_batch = False  # on_fixed_batch needs a FixedBatch
-    # keys whose values are mappings over something other than layers (thresholds, optimizer-state names): results
-    # (shared/results/probes.py) report each entry as its own scalar key ``key[entry]`` rather than as a layer
-    non_layer_mappings: tuple[str, ...] = ()
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer | None = None,
                  batch: FixedBatch | None = None):

@@ -49,7 +49,6 @@ class GradSpikes(Probe):
     """
 
     every_step = True
-    non_layer_mappings = ("count_above", "frac_above")  # keyed by threshold
 
     def __init__(self, model, optimizer=None, batch=None, beta: float = 0.999,
                  thresholds: tuple[float, ...] = (10.0, 50.0), bias_correction: bool = True):

@@ -49,8 +49,6 @@ def state_bytes_per_param(optimizer: torch.optim.Optimizer) -> float:
 class OptimizerState(Probe):
     """``total_bytes``, ``bytes_per_param``, ``bytes_by_key`` and ``n_params`` of the optimizer's state."""
 
-    non_layer_mappings = ("bytes_by_key",)  # keyed by state name (exp_avg, ...)
-
     def __init__(self, model, optimizer=None, batch=None):
         super().__init__(model, optimizer, batch)
         if optimizer is None:

@@ -3,8 +3,8 @@ figures, so a reader can look at weight-norm growth, gradient spikes or variance
 
 ``probes.csv`` columns: variant, seed, probe, step, key, layer, value. A scalar value (e.g. ``total``) has an empty
 ``layer``; a per-layer mapping (e.g. ``variance: {"blocks.0": ..}``) gives one row per layer. A mapping over
-something else, which the probe names in ``non_layer_mappings`` (e.g. grad_spikes' ``count_above: {"10": ..}``,
-keyed by threshold), gives one scalar key per entry (``count_above[10]``). Figures
+something else, listed in ``NON_LAYER_MAPPINGS`` (e.g. grad_spikes' ``count_above: {"10": ..}``, keyed by
+threshold), gives one scalar key per entry (``count_above[10]``). Figures
 (``probes_<probe>.png``): for each key, scalars over steps (mean over seeds per variant); per-layer values at the
 last probe step by layer order and, below, the largest layer's value over steps (each mean over seeds).
 """
@@ -17,10 +17,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from shared.probes import PROBES
 from shared.results import plots
 
 PROBE_COLUMNS = ["variant", "seed", "probe", "step", "key", "layer", "value"]
+# probe -> its record keys whose mappings are not per layer (here, not on the probe classes: aggregation must not
+# import torch); each entry becomes a scalar key ``key[entry]``
+NON_LAYER_MAPPINGS = {
+    "grad_spikes": ("count_above", "frac_above"),  # keyed by threshold (shared/probes/gradients.py)
+    "optimizer_state": ("bytes_by_key",),  # keyed by state name, e.g. exp_avg (shared/probes/optimizer_state.py)
+}
 
 
 def _number(v) -> float | None:
@@ -40,11 +45,6 @@ def _probe_records(path: Path):
             yield rec
 
 
-def _non_layer_mappings(probe: str) -> tuple[str, ...]:
-    """The keys of ``probe``'s records whose mappings are not per layer (none for a probe no longer registered)."""
-    return getattr(PROBES.get(probe), "non_layer_mappings", ()) if probe in PROBES else ()
-
-
 def probe_frame(paths: list[Path], rename: dict[str, str] | None = None) -> pd.DataFrame:
     """Every probe record of the runs at ``paths`` as rows; ``rename`` maps run variants (grid points) to the
     names to report (a swept variant's best grid point)."""
@@ -58,7 +58,7 @@ def probe_frame(paths: list[Path], rename: dict[str, str] | None = None) -> pd.D
             variant = rename[variant]
         seed = int(meta.get("seed", path.name.removeprefix("seed")))
         for rec in _probe_records(path):
-            flat = _non_layer_mappings(rec["probe"])
+            flat = NON_LAYER_MAPPINGS.get(rec["probe"], ())
             for key, value in rec.items():
                 if key in ("kind", "probe", "step"):
                     continue
