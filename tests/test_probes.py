@@ -443,6 +443,14 @@ def test_probes_on_do_not_change_training(lm_runs):
                                                                      by["forgetting", 6]["loss"])
     assert m["forgetting_rise"] == pytest.approx(m["forgetting_loss_end"] - m["forgetting_loss_after"])
     assert by["grad_spikes", 2]["steps"] == 2 and by["grad_spikes", 4]["steps"] == 2
+    # results' NON_LAYER_MAPPINGS names exactly the record keys that are mappings over something other than layers:
+    # each listed key is a mapping in its probe's record, and a mapping keyed by numbers (thresholds) is listed
+    from shared.results.probes import NON_LAYER_MAPPINGS
+    assert NON_LAYER_MAPPINGS and all(isinstance(by[probe, 6][key], dict)
+                                      for probe, keys in NON_LAYER_MAPPINGS.items() for key in keys)
+    numeric_keyed = {(r["probe"], key) for r in records for key, v in r.items()
+                     if isinstance(v, dict) and v and all(k.replace(".", "", 1).isdigit() for k in v)}
+    assert numeric_keyed and numeric_keyed <= {(p, k) for p, keys in NON_LAYER_MAPPINGS.items() for k in keys}
     assert "blocks.1.attn.c_attn.weight" in by["weight_norm", 6]["norm"]
     # AdamW: m and v (2 x 4 bytes) per parameter plus one 4-byte step per tensor
     n_tensors = len(by["weight_norm", 6]["norm"])

@@ -288,14 +288,6 @@ def test_mappings_over_thresholds_are_scalar_keys_not_layers(tmp_path):
     assert probes.plot_probes(frame, ["mish"], tmp_path / "out", "toy")[0].name == "probes_grad_norms.png"
 
 
-def test_non_layer_mappings_name_registered_probes():
-    """The table that aggregation reads without importing torch names probes that exist."""
-    from shared.probes import PROBES
-    from shared.results.probes import NON_LAYER_MAPPINGS
-
-    assert NON_LAYER_MAPPINGS and all(name in PROBES for name in NON_LAYER_MAPPINGS)
-
-
 def test_largest_layer_by_step_takes_the_max_per_seed_then_the_mean():
     """The 'largest layer over steps' panel: per seed and step the max over layers, then the mean over seeds."""
     import pandas as pd
