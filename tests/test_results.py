@@ -288,6 +288,27 @@ def test_mappings_over_thresholds_are_scalar_keys_not_layers(tmp_path):
     assert probes.plot_probes(frame, ["mish"], tmp_path / "out", "toy")[0].name == "probes_grad_norms.png"
 
 
+def test_bookkeeping_keys_stay_in_the_table_but_get_no_panel(tmp_path, monkeypatch):
+    """grad_spikes' ``steps`` (steps folded in since the last record, the probe's cadence) is kept in probes.csv but
+    drawn in no panel (it once was: a flat line); the figure's panels are exactly the other keys."""
+    from shared.results import plots, probes
+
+    d = make_run(tmp_path / "runs", "toy", "tiny", "mish", 0, 0.9)
+    with open(d / "metrics.jsonl", "a") as f:
+        for step in (10, 20):
+            f.write(json.dumps({"kind": "probe", "probe": "grad_spikes", "step": step, "max_ratio": 60.0, "steps": 10,
+                                "count_above": {"10": 2}, "frac_above": {"10": 0.02}}) + "\n")
+    frame = probes.probe_frame([d])
+    assert "steps" in set(frame["key"])
+    titles = []
+    monkeypatch.setattr(plots, "save_figure",
+                        lambda fig, path: titles.extend(ax.get_title() for ax in fig.axes) or path)
+    assert [p.name for p in probes.plot_probes(frame, ["mish"], tmp_path / "out", "toy")] == ["probes_grad_spikes.png"]
+    assert titles == ["grad_spikes: max_ratio", "grad_spikes: count_above[10]", "grad_spikes: frac_above[10]"]
+    only_steps = frame[frame["key"] == "steps"]
+    assert probes.plot_probes(only_steps, ["mish"], tmp_path / "out2", "toy") == []  # nothing to draw, no figure
+
+
 def test_largest_layer_by_step_takes_the_max_per_seed_then_the_mean():
     """The 'largest layer over steps' panel: per seed and step the max over layers, then the mean over seeds."""
     import pandas as pd

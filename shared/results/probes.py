@@ -5,7 +5,7 @@ figures, so a reader can look at weight-norm growth, gradient spikes or variance
 ``layer``; a per-layer mapping (e.g. ``variance: {"blocks.0": ..}``) gives one row per layer. A mapping over
 something else, listed in ``NON_LAYER_MAPPINGS`` (e.g. grad_spikes' ``count_above: {"10": ..}``, keyed by
 threshold), gives one scalar key per entry (``count_above[10]``). Figures
-(``probes_<probe>.png``): for each key, scalars over steps (mean over seeds per variant); per-layer values at the
+(``probes_<probe>.png``): for each key but the bookkeeping ones in ``UNPLOTTED_KEYS``, scalars over steps (mean over seeds per variant); per-layer values at the
 last probe step by layer order and, below, the largest layer's value over steps (each mean over seeds).
 """
 from __future__ import annotations
@@ -25,6 +25,10 @@ PROBE_COLUMNS = ["variant", "seed", "probe", "step", "key", "layer", "value"]
 NON_LAYER_MAPPINGS = {
     "grad_spikes": ("count_above", "frac_above"),  # keyed by threshold (shared/probes/gradients.py)
     "optimizer_state": ("bytes_by_key",),  # keyed by state name, e.g. exp_avg (shared/probes/optimizer_state.py)
+}
+# probe -> bookkeeping keys kept in probes.csv but not drawn (a panel of a constant says nothing)
+UNPLOTTED_KEYS = {
+    "grad_spikes": ("steps",),  # steps folded in since the last record: the probe's cadence
 }
 
 
@@ -163,7 +167,9 @@ def plot_probes(frame: pd.DataFrame, variants: list[str], out_dir: str | Path, t
 
     written = []
     for probe, part in frame.groupby("probe", sort=True):
-        keys = list(dict.fromkeys(part["key"]))
+        keys = [key for key in dict.fromkeys(part["key"]) if key not in UNPLOTTED_KEYS.get(probe, ())]
+        if not keys:
+            continue
         layered = {key: (part.loc[part["key"] == key, "layer"] != "").any() for key in keys}
         rows = 2 if any(layered.values()) else 1
         fig, axes = plt.subplots(rows, len(keys), figsize=(4.4 * len(keys), 3.3 * rows), squeeze=False)
