@@ -4,9 +4,9 @@ figures, so a reader can look at weight-norm growth, gradient spikes or variance
 ``probes.csv`` columns: variant, seed, probe, step, key, layer, value. A scalar value (e.g. ``total``) has an empty
 ``layer``; a per-layer mapping (e.g. ``variance: {"blocks.0": ..}``) gives one row per layer. A mapping over
 something else, listed in ``NON_LAYER_MAPPINGS`` (e.g. grad_spikes' ``count_above: {"10": ..}``, keyed by
-threshold), gives one scalar key per entry (``count_above[10]``). Figures
-(``probes_<probe>.png``): for each key but the bookkeeping ones in ``UNPLOTTED_KEYS``, scalars over steps (mean over seeds per variant); per-layer values at the
-last probe step by layer order and, below, the largest layer's value over steps (each mean over seeds).
+threshold), gives one scalar key per entry (``count_above[10]``). Figures (``probes_<probe>.png``): for each key
+but the bookkeeping ones in ``UNPLOTTED_KEYS``, scalars over steps (mean over seeds per variant); per-layer values
+at the last probe step by layer order and, below, the largest layer's value over steps (each mean over seeds).
 """
 from __future__ import annotations
 
