@@ -451,6 +451,9 @@ def test_probes_on_do_not_change_training(lm_runs):
     numeric_keyed = {(r["probe"], key) for r in records for key, v in r.items()
                      if isinstance(v, dict) and v and all(k.replace(".", "", 1).isdigit() for k in v)}
     assert numeric_keyed and numeric_keyed <= {(p, k) for p, keys in NON_LAYER_MAPPINGS.items() for k in keys}
+    # results' UNPLOTTED_KEYS names keys the probes really record (a renamed key would be drawn again)
+    from shared.results.probes import UNPLOTTED_KEYS
+    assert all(key in by[probe, 6] for probe, keys in UNPLOTTED_KEYS.items() for key in keys)
     assert "blocks.1.attn.c_attn.weight" in by["weight_norm", 6]["norm"]
     # AdamW: m and v (2 x 4 bytes) per parameter plus one 4-byte step per tensor
     n_tensors = len(by["weight_norm", 6]["norm"])
