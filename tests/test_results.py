@@ -263,6 +263,8 @@ def test_probe_records_become_a_long_table_and_figures(tmp_path):
     assert probes.probe_frame([d], rename={"relu": "relu"}).empty  # runs not named in `rename` are left out
     written = probes.plot_probes(frame, ["mish"], tmp_path / "out", "toy")
     assert sorted(p.name for p in written) == ["probes_activations.png", "probes_weight_norm.png"]
+    # none of the named variants has a record (a profile running none of a task's variants): no empty figure
+    assert probes.plot_probes(frame, ["relu"], tmp_path / "out_none", "toy") == []
 
 
 def test_mappings_over_thresholds_are_scalar_keys_not_layers(tmp_path):

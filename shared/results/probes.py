@@ -161,11 +161,13 @@ def plot_probes(frame: pd.DataFrame, variants: list[str], out_dir: str | Path, t
 
     A per-layer key gets two panels: by layer at the last probe step (top) and its largest layer's value over steps
     (bottom), e.g. the largest attention logit anywhere in the model as training goes on (Wortsman et al. 2023,
-    Fig. 1); a scalar key is drawn over steps in the top row and leaves the bottom one empty.
+    Fig. 1); a scalar key is drawn over steps in the top row and leaves the bottom one empty. Probes with no record
+    of any of ``variants`` get no figure (a profile that runs none of a benchmark task's variants draws none for it).
     """
     import matplotlib.pyplot as plt
 
     written = []
+    frame = frame[frame["variant"].isin(variants)]
     for probe, part in frame.groupby("probe", sort=True):
         keys = [key for key in dict.fromkeys(part["key"]) if key not in UNPLOTTED_KEYS.get(probe, ())]
         if not keys:
