@@ -134,7 +134,11 @@ def _aggregate(tmp_path, monkeypatch, runs_dir, profile):
 
 
 def test_cli_aggregate_writes_tables_and_figures(tmp_path, monkeypatch, tiny_runs):
+    stale = tmp_path / "results" / "toy" / "tiny" / "probes_lr_sweep_attention.png"  # an earlier aggregation's
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"\x89PNG")
     out = _aggregate(tmp_path, monkeypatch, tiny_runs, "tiny")
+    assert not stale.exists()  # these runs have no probe records: no probe figure may be left for the README
     for name in ("runs.csv", "summary.csv", "claims.csv", "table.md", "claims.png", "curves.png"):
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
     assert (out / "claims.png").read_bytes()[:4] == b"\x89PNG"

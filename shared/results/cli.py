@@ -61,6 +61,8 @@ def cmd_aggregate(args: argparse.Namespace) -> int:
         extra.append("### Hyperparameter sweep (each variant is reported at its best grid point)\n\n"
                      + sweep.sweep_table(sweep_df))
     members = {v: v for v in variants if v not in best.values()} | {m: v for m, v in best.items()}
+    for stale in out.glob("probes_*.png"):  # only this command draws them: an earlier aggregation's may not recur
+        stale.unlink()
     probe_rows = probes.probe_frame(paths, rename=members)  # each variant (its best grid point) as reported
     if len(probe_rows):
         probe_rows.to_csv(out / "probes.csv", index=False, float_format="%.6g")  # 6 digits: a third of the size
