@@ -136,8 +136,15 @@ def test_aggregate_cli_writes_sweep_and_benchmark_files(papers, tmp_path):
             probe = {"kind": "probe", "probe": "activations", "step": 30, "variance": {"blocks.0": acc}}
             with open(aggregate.run_dir(runs_dir, "toy", "tiny", member, seed) / "metrics.jsonl", "a") as fh:
                 fh.write(json.dumps(probe) + "\n")
+    out.mkdir()  # an earlier aggregation's files, from a task ("lm") and a two-key grid this config no longer has
+    pd.DataFrame({"task": ["lm"], "variant": ["adamw"]}).to_csv(out / "benchmark.csv", index=False)
+    stale = [out / name for name in ("curves_lm.png", "sweep_lm.png", "sweep_heatmap.png")]
+    for path in stale:
+        path.write_bytes(b"\x89PNG")
+    (out / "landscape_1d.png").write_bytes(b"\x89PNG")  # not the aggregation's: it stays
     assert results_main(["aggregate", "toy", "--profile", "tiny", "--runs-dir", str(runs_dir),
                          "--out-dir", str(out)]) == 0
+    assert not any(path.exists() for path in stale) and (out / "landscape_1d.png").is_file()
     for name in ("sweep.csv", "sweep.png", "benchmark.csv", "benchmark.md", "curves_cifar.png", "sweep_cifar.png",
                  "probes_cifar_activations.png"):  # probe figures per task, like the curves
         assert (out / name).is_file(), name

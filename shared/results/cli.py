@@ -54,6 +54,7 @@ def cmd_aggregate(args: argparse.Namespace) -> int:
     plots.learning_curves(curves.assign(variant=curves["variant"].replace(best)), variants,
                           out / readme.FIG_CURVES, title)
     extra = []
+    _remove_drawn_before(cfg, out)
     if len(sweep_df):
         sweep_df.to_csv(out / "sweep.csv", index=False)
         sweep.plot_sweep(sweep_df, out / "sweep.png", title)
@@ -61,8 +62,6 @@ def cmd_aggregate(args: argparse.Namespace) -> int:
         extra.append("### Hyperparameter sweep (each variant is reported at its best grid point)\n\n"
                      + sweep.sweep_table(sweep_df))
     members = {v: v for v in variants if v not in best.values()} | {m: v for m, v in best.items()}
-    for stale in out.glob("probes_*.png"):  # only this command draws them: an earlier aggregation's may not recur
-        stale.unlink()
     probe_rows = probes.probe_frame(paths, rename=members)  # each variant (its best grid point) as reported
     if len(probe_rows):
         probe_rows.to_csv(out / "probes.csv", index=False, float_format="%.6g")  # 6 digits: a third of the size
@@ -80,6 +79,22 @@ def cmd_aggregate(args: argparse.Namespace) -> int:
                                              claim_metrics, extra))
     log.info("aggregated %d runs of %s/%s into %s", len(paths), args.paper, args.profile, out)
     return 0
+
+
+def _remove_drawn_before(cfg: dict, out: Path) -> None:
+    """Delete what an earlier aggregation into ``out`` may have written and this one need not write again (the sweep
+    table and figure, the heat map, the probe table and figures, the benchmark report and its per-task figures), so
+    that `repro readme` cannot embed a file from runs or a config that are gone. Tasks come from the config and from
+    the old benchmark.csv (a renamed or removed task); other files (e.g. a paper's own analysis figures) stay."""
+    tasks = set((cfg.get("benchmark") or {}).get("tasks", {}))
+    if (out / "benchmark.csv").is_file():
+        import pandas as pd
+
+        tasks |= set(pd.read_csv(out / "benchmark.csv")["task"].astype(str))
+    names = {"sweep.csv", "sweep.png", "sweep_heatmap.png", "benchmark.csv", "benchmark.md", "probes.csv"}
+    names |= {f"{kind}_{task}.png" for task in tasks for kind in ("curves", "sweep")}
+    for path in [out / name for name in names] + list(out.glob("probes_*.png")):
+        path.unlink(missing_ok=True)
 
 
 def table_md(title, profile_cfg, runs, summary, claims, claim_metrics, extra=()) -> str:
