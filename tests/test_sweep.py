@@ -126,6 +126,9 @@ def test_benchmark_columns_from_known_runs(papers, tmp_path):
     assert bench.loc["sgd", "extra_metric_std"] == pytest.approx(1.0) and math.isnan(bench.loc["sgd", "absent"])
     table = benchmark.benchmark_table(bench.reset_index(), ["extra_metric", "absent"])
     assert "| extra_metric | absent |" in table and "11 ± 1 (n=3)" in table
+    # a task's variant that this profile does not run (e.g. one added to the task later) gets no row
+    bench = benchmark.benchmark_frame(cfg, runs[runs["variant"] != "plain"], df, aggregate.learning_curves(paths))
+    assert list(bench["variant"]) == ["sgd", "adamw"]
 
 
 def test_aggregate_cli_writes_sweep_and_benchmark_files(papers, tmp_path):

@@ -19,7 +19,7 @@ Columns (``benchmark.csv`` / ``benchmark.md``), for each task and variant (its b
   ``<name>_std``, ``<name>_n`` in the CSV).
 
 A task none of whose variants ran at the profile (one whose ``variants:`` list leaves it out) gets no rows and no
-figures; a profile that runs no task gets a header-only ``benchmark.csv`` and a one-line
+figures, a variant that did not run no row; a profile that runs no task gets a header-only ``benchmark.csv`` and a one-line
 ``benchmark.md`` that says so.
 """
 from __future__ import annotations
@@ -80,6 +80,8 @@ def benchmark_frame(cfg: dict, runs: pd.DataFrame, sweep: pd.DataFrame, curves: 
         ref_time, _, _ = _mean(ref["wall_time_s"] / ref["step"]) if len(ref) else (math.nan, 0, 0)
         for variant in spec["variants"]:
             part = runs[runs["variant"] == variant]
+            if not len(part):
+                continue  # a variant this profile does not run (its `variants:` list) has no row either
             rule = select_rule(cfg, variant) or (cfg.get("sweep") or {}).get("select") or {"metric": f"{split}_loss"}
             mean, std, n = _mean(part.get(rule["metric"], pd.Series(dtype=float)))
             member = _member(runs, variant)
