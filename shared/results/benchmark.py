@@ -19,8 +19,8 @@ Columns (``benchmark.csv`` / ``benchmark.md``), for each task and variant (its b
   ``<name>_std``, ``<name>_n`` in the CSV).
 
 A task none of whose variants ran at the profile (one whose ``variants:`` list leaves it out) gets no rows and no
-figures, a variant that did not run no row; a profile that runs no task gets a header-only ``benchmark.csv`` and a one-line
-``benchmark.md`` that says so.
+figures, and a variant that did not run gets no row; a profile that runs no task gets a header-only
+``benchmark.csv`` and a one-line ``benchmark.md`` that says so.
 """
 from __future__ import annotations
 
