@@ -87,11 +87,8 @@ def _remove_drawn_before(cfg: dict, out: Path) -> None:
     that `repro readme` cannot embed a file from runs or a config that are gone. Tasks come from the config and from
     the old benchmark.csv (a renamed or removed task); other files (e.g. a paper's own analysis figures) stay."""
     tasks = set((cfg.get("benchmark") or {}).get("tasks", {}))
-    if (out / "benchmark.csv").is_file():
-        import pandas as pd
-
-        tasks |= set(pd.read_csv(out / "benchmark.csv")["task"].astype(str))
-    names = {"sweep.csv", "sweep.png", "sweep_heatmap.png", "benchmark.csv", "benchmark.md", "probes.csv"}
+    tasks |= set(map(str, readme.read_csv(out / "benchmark.csv").get("task", [])))
+    names = {readme.SWEEP, readme.FIG_SWEEP, "sweep_heatmap.png", "benchmark.csv", readme.BENCHMARK, "probes.csv"}
     names |= {f"{kind}_{task}.png" for task in tasks for kind in ("curves", "sweep")}
     for path in [out / name for name in names] + list(out.glob("probes_*.png")):
         path.unlink(missing_ok=True)
