@@ -9,12 +9,21 @@ model in eval mode), H = grad^2 L_S(theta) (§1: L(w) = 1/N sum_i l(f(w, x_i), y
     bulk_edge  = lambda_{i*+1}: outliers are the eigenvalues above the largest relative gap among the top-K
                  positive eigenvalues (our operational definition; the paper separates bulk and outliers by eye)
     hessian_top_eig = lambda_1
+    train_loss = L_S, train_accuracy on S (eval mode): the training loss the spectrum is taken at
+and the bulk, from SLQ (Ghorbani et al., arXiv:1901.10159 §2) with the ``slq_probes`` x ``slq_iters`` of the
+profile: nodes theta_j and weights w_j (sum_j w_j = 1, the fraction of the P eigenvalues each node stands for)
+    hessian_trace      = P sum_j w_j theta_j                (= tr H, the Hutchinson estimate on the same probes)
+    slq_mass_near_zero = sum_{|theta_j| <= tau} w_j,   tau = 0.01 lambda_1   (the fraction of the spectrum in the bulk
+                         at 0; Sagun et al.: "increasing the number of parameters merely scales the bulk")
+    slq_mass_negative  = sum_{theta_j < -tau} w_j
+(SLQ resolves the spectrum to about (theta_max - theta_min) / slq_iters, so tau is near that resolution: the two
+masses are coarse, comparable between runs of one profile, not exact eigenvalue counts),
 and for runs with a partner (``--partner-dir``: the same seed of another variant; rules.smk's
 ``HESSIAN_SPECTRUM_PARTNERS``), the loss barrier along the segment
     theta(alpha) = (1 - alpha) theta_A + alpha theta_B,  B = max_alpha [L_S(theta(alpha)) - ((1-alpha) L_S(A) + alpha L_S(B))]
 (shared.landscape.interpolation_curve; BN statistics, where a model has them, re-estimated on S at each alpha).
 
-Per paper (``section``): the SLQ eigenvalue density (Ghorbani et al., arXiv:1901.10159 §2) and the top-K eigenvalues
+Per paper (``section``): the SLQ eigenvalue density (each run's quadrature, broadened) and the top-K eigenvalues
 of the first seed of each variant, and the loss along both segments. Sizes per profile: ``SETTINGS``.
 """
 from __future__ import annotations
@@ -30,7 +39,8 @@ import torch.nn.functional as F
 
 from shared.config import for_profile
 from shared.landscape.runs import image_batches, load_run, pick_device
-from shared.landscape import hessian_density, hessian_eigs, interpolation_curve
+from shared.landscape import (SpectralQuadrature, evaluate_loss, gaussian_density, hessian_eigs, interpolation_curve,
+                              make_hvp, slq)
 
 # images of the fixed subset, K top eigenvalues, Lanczos steps, interpolation points, SLQ probes and steps
 SETTINGS = {
@@ -65,6 +75,17 @@ def spectrum_metrics(model, batches, top_k: int, iters: int) -> tuple[dict, list
     return {"hessian_top_eig": values[0], "n_outliers": n_out, "bulk_edge": edge}, values
 
 
+def bulk_metrics(model, batches, top_eig: float, probes: int, iters: int) -> tuple[dict, dict]:
+    """SLQ trace and spectral masses of the module docstring, and the quadrature (nodes, weights) itself."""
+    hvp = make_hvp(model, F.cross_entropy, batches)
+    q = slq(hvp, iters=iters, n_probes=probes, seed=0)
+    nodes, weights, tau = q.nodes.double(), q.weights.double(), 0.01 * top_eig
+    metrics = {"hessian_trace": hvp.dim * float((weights * nodes).sum()),  # P sum_j w_j theta_j
+               "slq_mass_near_zero": float(weights[nodes.abs() <= tau].sum()),
+               "slq_mass_negative": float(weights[nodes < -tau].sum())}
+    return metrics, {"n_params": hvp.dim, "nodes": nodes.tolist(), "weights": weights.tolist()}
+
+
 def segment(model_a, model_b, batches, n_alphas: int) -> dict:
     """Loss/accuracy along theta(alpha) from A to B on ``batches`` and its loss barrier (BN reset on them)."""
     # clones: state_dict() shares storage with the parameters, which the curve overwrites at each alpha
@@ -80,7 +101,12 @@ def write_derived(run_dir: str | Path, profile: str, out: str | Path, partner: s
     model, data, meta = _run.model, _run.data, _run.meta
     batches = image_batches(data, "train", s["images"], dev)
     metrics, eigenvalues = spectrum_metrics(model, batches, s["top_k"], s["lanczos_iters"])
-    details = {"profile": profile, "settings": s, "eigenvalues": eigenvalues, "variant": meta.get("variant")}
+    at = evaluate_loss(model, batches)
+    metrics.update(train_loss=at["loss"], train_accuracy=at["accuracy"])
+    bulk, quadrature = bulk_metrics(model, batches, metrics["hessian_top_eig"], s["slq_probes"], s["slq_iters"])
+    metrics.update(bulk)
+    details = {"profile": profile, "settings": s, "eigenvalues": eigenvalues, "variant": meta.get("variant"),
+               "slq": quadrature}
     if partner is not None:
         _run = load_run(partner, dev)
         model_b, _, meta_b = _run.model, _run.data, _run.meta
@@ -115,20 +141,20 @@ def _plots(spectra: dict, densities: dict, segments: dict, out_dir: Path) -> lis
     return ["spectrum.png"]
 
 
-def write_section(run_dirs: dict[str, Path], profile: str, out_dir: str | Path, device: str = "auto") -> Path:
+def write_section(run_dirs: dict[str, Path], profile: str, out_dir: str | Path) -> Path:
     """SLQ density, top-K eigenvalues and segments of the first seed of each variant (``run_dirs``: {variant:
     run dir} with derived.json written)."""
     from shared.results.readme import write_section as write_md
 
-    s, out_dir, dev = settings(profile), Path(out_dir), pick_device(device)
+    s, out_dir = settings(profile), Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     spectra, densities, segments, rows = {}, {}, {}, []
     for variant, run_dir in run_dirs.items():
         derived = json.loads((Path(run_dir) / "derived.json").read_text())
-        _run = load_run(run_dir, dev)
-        model, data, meta = _run.model, _run.data, _run.meta
-        grid, density = hessian_density(model, F.cross_entropy, image_batches(data, "train", s["images"], dev),
-                                        iters=s["slq_iters"], n_probes=s["slq_probes"], seed=0)
+        meta = json.loads((Path(run_dir) / "meta.json").read_text())
+        # the run's own SLQ quadrature (derived.json), broadened
+        q = derived["details"]["slq"]
+        grid, density = gaussian_density(SpectralQuadrature(torch.tensor(q["nodes"]), torch.tensor(q["weights"])))
         densities[variant] = (grid.numpy(), density.numpy())
         spectra[variant] = derived["details"]["eigenvalues"]
         if "segment" in derived["details"]:
@@ -136,12 +162,14 @@ def write_section(run_dirs: dict[str, Path], profile: str, out_dir: str | Path, 
         m = derived["metrics"]
         rows.append({"variant": f"`{variant}`", "seed": meta.get("seed"),
                      "lambda_1": f"{m['hessian_top_eig']:.4g}", "n_outliers": m["n_outliers"],
-                     "bulk_edge": f"{m['bulk_edge']:.4g}",
+                     "bulk_edge": f"{m['bulk_edge']:.4g}", "train_loss": f"{m['train_loss']:.3g}",
+                     "hessian_trace": f"{m['hessian_trace']:.4g}", "slq_mass_near_zero": f"{m['slq_mass_near_zero']:.3f}",
                      "pair_loss_barrier": f"{m.get('pair_loss_barrier', math.nan):.4g}"})
     note = (f"Profile `{profile}`, first seed of each variant; Hessian of the loss on the first {s['images']} "
             f"training images in eval mode. n_outliers: eigenvalues above the largest gap in log lambda among the "
-            f"top {s['top_k']} ({s['lanczos_iters']} Lanczos steps); density: SLQ with {s['slq_probes']} probes x "
-            f"{s['slq_iters']} steps, Gaussian broadening. Segments: {s['alphas']} points, BN statistics (if any) "
+            f"top {s['top_k']} ({s['lanczos_iters']} Lanczos steps); density, trace and mass near 0 (|lambda| <= "
+            f"0.01 lambda_1): the run's SLQ with {s['slq_probes']} probes x {s['slq_iters']} steps, the density "
+            "Gaussian-broadened; train_loss on the same images. Segments: {s['alphas']} points, BN statistics (if any) "
             "re-estimated at each point.")
     figures = _plots(spectra, densities, segments, out_dir)
     return write_md(out_dir, rows, figures, f"python -m papers.hessian_spectrum.analysis section --profile {profile}",
@@ -158,14 +186,14 @@ def main(argv=None):
     p = sub.add_parser("section", help="density, eigenvalues and segments of one run per variant -> section.md")
     p.add_argument("--run", action="append", required=True, metavar="VARIANT=RUN_DIR")
     p.add_argument("--out-dir", required=True)
+    sub.choices["derived"].add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda")
     for p in sub.choices.values():
         p.add_argument("--profile", required=True)
-        p.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda")
     args = parser.parse_args(argv)
     if args.command == "derived":
         write_derived(args.run_dir, args.profile, args.out, args.partner_dir, args.device)
     else:
-        write_section(dict(item.split("=", 1) for item in args.run), args.profile, args.out_dir, args.device)
+        write_section(dict(item.split("=", 1) for item in args.run), args.profile, args.out_dir)
 
 
 if __name__ == "__main__":
