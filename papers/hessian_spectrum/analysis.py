@@ -154,7 +154,8 @@ def write_section(run_dirs: dict[str, Path], profile: str, out_dir: str | Path) 
         meta = json.loads((Path(run_dir) / "meta.json").read_text())
         # the run's own SLQ quadrature (derived.json), broadened
         q = derived["details"]["slq"]
-        grid, density = gaussian_density(SpectralQuadrature(torch.tensor(q["nodes"]), torch.tensor(q["weights"])))
+        nodes, weights = (torch.tensor(q[k], dtype=torch.float64) for k in ("nodes", "weights"))
+        grid, density = gaussian_density(SpectralQuadrature(nodes, weights))
         densities[variant] = (grid.numpy(), density.numpy())
         spectra[variant] = derived["details"]["eigenvalues"]
         if "segment" in derived["details"]:
@@ -163,14 +164,15 @@ def write_section(run_dirs: dict[str, Path], profile: str, out_dir: str | Path) 
         rows.append({"variant": f"`{variant}`", "seed": meta.get("seed"),
                      "lambda_1": f"{m['hessian_top_eig']:.4g}", "n_outliers": m["n_outliers"],
                      "bulk_edge": f"{m['bulk_edge']:.4g}", "train_loss": f"{m['train_loss']:.3g}",
-                     "hessian_trace": f"{m['hessian_trace']:.4g}", "slq_mass_near_zero": f"{m['slq_mass_near_zero']:.3f}",
+                     "hessian_trace": f"{m['hessian_trace']:.4g}",
+                     "slq_mass_near_zero": f"{m['slq_mass_near_zero']:.3f}",
                      "pair_loss_barrier": f"{m.get('pair_loss_barrier', math.nan):.4g}"})
     note = (f"Profile `{profile}`, first seed of each variant; Hessian of the loss on the first {s['images']} "
             f"training images in eval mode. n_outliers: eigenvalues above the largest gap in log lambda among the "
             f"top {s['top_k']} ({s['lanczos_iters']} Lanczos steps); density, trace and mass near 0 (|lambda| <= "
             f"0.01 lambda_1): the run's SLQ with {s['slq_probes']} probes x {s['slq_iters']} steps, the density "
-            "Gaussian-broadened; train_loss on the same images. Segments: {s['alphas']} points, BN statistics (if any) "
-            "re-estimated at each point.")
+            f"Gaussian-broadened; train_loss on the same images. Segments: {s['alphas']} points, BN statistics "
+            "(if any) re-estimated at each point.")
     figures = _plots(spectra, densities, segments, out_dir)
     return write_md(out_dir, rows, figures, f"python -m papers.hessian_spectrum.analysis section --profile {profile}",
                     note)
