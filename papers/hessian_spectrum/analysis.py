@@ -161,7 +161,7 @@ def write_section(run_dirs: dict[str, Path], profile: str, out_dir: str | Path) 
         if "segment" in derived["details"]:
             segments[f"{variant} -> {derived['details']['partner_variant']}"] = derived["details"]["segment"]
         m = derived["metrics"]
-        rows.append({"variant": f"`{variant}`", "seed": meta.get("seed"),
+        rows.append({"variant": f"`{variant}`", "seed": meta.get("seed"), "params": q["n_params"],
                      "lambda_1": f"{m['hessian_top_eig']:.4g}", "n_outliers": m["n_outliers"],
                      "bulk_edge": f"{m['bulk_edge']:.4g}", "train_loss": f"{m['train_loss']:.3g}",
                      "hessian_trace": f"{m['hessian_trace']:.4g}",

@@ -50,3 +50,27 @@ rule hessian_spectrum_section:
     shell:
         'OMP_NUM_THREADS={threads} "$REPRO_PYTHON" -m papers.hessian_spectrum.analysis section'
         " {params.runs} --profile {params.profile} --out-dir {params.out} > {log} 2>&1"
+
+
+# A profile's own spectrum section, for a README marker `<profile>_spectrum` (e.g. cpu_width_matched_spectrum: the
+# density and top eigenvalues per width), built only when the workflow runs that profile (workflows/common.smk).
+rule hessian_spectrum_profile_section:
+    input:
+        unpack(profile_run_files("hessian_spectrum", first_seed=True)),
+    output:
+        section=f"{RESULTS}/hessian_spectrum/{{profile}}_spectrum/section.md",
+    log:
+        f"{RUNS}/logs/hessian_spectrum/{{profile}}_spectrum.log",
+    params:
+        runs=lambda w, input: " ".join(f"--run {k}={os.path.dirname(v)}" for k, v in input.items()),
+        out=lambda w, output: os.path.dirname(output.section),
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+        gpu=0,
+    shell:
+        'OMP_NUM_THREADS={threads} "$REPRO_PYTHON" -m papers.hessian_spectrum.analysis section'
+        " {params.runs} --profile {wildcards.profile} --out-dir {params.out} > {log} 2>&1"
