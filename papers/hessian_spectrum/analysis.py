@@ -161,18 +161,22 @@ def write_section(run_dirs: dict[str, Path], profile: str, out_dir: str | Path) 
         if "segment" in derived["details"]:
             segments[f"{variant} -> {derived['details']['partner_variant']}"] = derived["details"]["segment"]
         m = derived["metrics"]
+        n_above = q["n_params"] * (1 - m["slq_mass_near_zero"] - m["slq_mass_negative"])
         rows.append({"variant": f"`{variant}`", "seed": meta.get("seed"), "params": q["n_params"],
                      "lambda_1": f"{m['hessian_top_eig']:.4g}", "n_outliers": m["n_outliers"],
                      "bulk_edge": f"{m['bulk_edge']:.4g}", "train_loss": f"{m['train_loss']:.3g}",
                      "hessian_trace": f"{m['hessian_trace']:.4g}",
-                     "slq_mass_near_zero": f"{m['slq_mass_near_zero']:.3f}",
+                     "slq_mass_near_zero": f"{m['slq_mass_near_zero']:.5f}",
+                     # P (1 - mass near 0 - mass below 0): how many eigenvalues lie above 0.01 lambda_1
+                     "slq_count_above": f"{n_above:.0f}",
                      "pair_loss_barrier": f"{m.get('pair_loss_barrier', math.nan):.4g}"})
     note = (f"Profile `{profile}`, first seed of each variant; Hessian of the loss on the first {s['images']} "
             f"training images in eval mode. n_outliers: eigenvalues above the largest gap in log lambda among the "
             f"top {s['top_k']} ({s['lanczos_iters']} Lanczos steps); density, trace and mass near 0 (|lambda| <= "
             f"0.01 lambda_1): the run's SLQ with {s['slq_probes']} probes x {s['slq_iters']} steps, the density "
-            f"Gaussian-broadened; train_loss on the same images. Segments: {s['alphas']} points, BN statistics "
-            "(if any) re-estimated at each point.")
+            "Gaussian-broadened; slq_count_above = params x (1 - mass near 0 - mass below -0.01 lambda_1), the SLQ "
+            "estimate of the number of eigenvalues above 0.01 lambda_1; train_loss on the same images. Segments: "
+            f"{s['alphas']} points, BN statistics (if any) re-estimated at each point.")
     figures = _plots(spectra, densities, segments, out_dir)
     return write_md(out_dir, rows, figures, f"python -m papers.hessian_spectrum.analysis section --profile {profile}",
                     note)
