@@ -123,7 +123,8 @@ def _plots(spectra: dict, densities: dict, segments: dict, out_dir: Path) -> lis
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    # the third panel only where some variant has a segment partner
+    fig, axes = plt.subplots(1, 3 if segments else 2, figsize=(13, 3.6) if segments else (9, 3.6))
     for name, (grid, density) in densities.items():
         axes[0].semilogy(grid, np.maximum(density, 1e-12), label=name)
     axes[0].set(xlabel="eigenvalue", ylabel="SLQ density (log)", title="spectral density")
@@ -132,7 +133,8 @@ def _plots(spectra: dict, densities: dict, segments: dict, out_dir: Path) -> lis
     axes[1].set(xlabel="index i", ylabel="lambda_i", title="top eigenvalues (Lanczos)")
     for name, curve in segments.items():
         axes[2].plot(curve["alpha"], curve["loss"], label=name)
-    axes[2].set(xlabel="alpha", ylabel="train-subset loss", title="loss along the segment")
+    if segments:
+        axes[2].set(xlabel="alpha", ylabel="train-subset loss", title="loss along the segment")
     for ax in axes:
         ax.legend(fontsize=7)
     fig.tight_layout()
