@@ -1,6 +1,7 @@
 """papers/hessian_spectrum/analysis.py (Sagun et al., arXiv:1706.04454): the outlier-count rule on hand values,
 derived.json of a fake run paired with itself (barrier exactly 0, K eigenvalues, descending), and the SLQ bulk
 metrics against the exact Hessian of a softmax regression (a known null space)."""
+import csv
 import json
 import math
 import sys
@@ -32,6 +33,13 @@ def test_hessian_spectrum_pair_with_itself_has_zero_barrier(tmp_path, monkeypatc
     assert metrics["train_loss"] > 0 and 0 <= metrics["train_accuracy"] <= 1
     assert 0 <= metrics["slq_mass_negative"] <= 1 - metrics["slq_mass_near_zero"] <= 1
     assert math.isclose(sum(details["slq"]["weights"]), 1.0, rel_tol=1e-9)
+    # the section reads that quadrature back: params x (1 - mass near 0 - mass below 0) eigenvalues above 0.01 lambda_1
+    analysis.write_section({"fake": run_dir}, "smoke", tmp_path / "section")
+    row = next(csv.DictReader(open(tmp_path / "section" / "results.csv")))
+    n_params = details["slq"]["n_params"]
+    assert n_params == sum(p.numel() for p in torch.load(run_dir / "checkpoint.pt")["model"].values())
+    want = n_params * (1 - metrics["slq_mass_near_zero"] - metrics["slq_mass_negative"])
+    assert int(row["params"]) == n_params and int(row["slq_count_above"]) == round(want)
 
 
 def test_hessian_spectrum_bulk_metrics_match_the_exact_hessian():

@@ -29,6 +29,18 @@ rule hessian_spectrum_derived:
         " > {log} 2>&1"
 
 
+# The section reads each run's derived.json (eigenvalues, SLQ quadrature, segment) and meta.json: no model, no
+# Hessian products, so one core, little memory and no GPU. Both section rules below run this command.
+HESSIAN_SPECTRUM_SECTION = (
+    'OMP_NUM_THREADS={threads} "$REPRO_PYTHON" -m papers.hessian_spectrum.analysis section'
+    " {params.runs} --profile {params.profile} --out-dir {params.out} > {log} 2>&1"
+)
+
+
+# --run VARIANT=RUN_DIR for each input (the first seed of each variant)
+HESSIAN_SPECTRUM_SECTION_RUNS = lambda w, input: " ".join(f"--run {k}={os.path.dirname(v)}" for k, v in input.items())
+
+
 rule hessian_spectrum_section:
     input:
         unpack(profile_run_files("hessian_spectrum", first_seed=True)),
@@ -37,19 +49,18 @@ rule hessian_spectrum_section:
     log:
         f"{RUNS}/logs/hessian_spectrum/spectrum.log",
     params:
-        runs=lambda w, input: " ".join(f"--run {k}={os.path.dirname(v)}" for k, v in input.items()),
+        runs=HESSIAN_SPECTRUM_SECTION_RUNS,
         profile=PROFILE,
         out=lambda w, output: os.path.dirname(output.section),
     conda:
         ENV
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=120,
-        gpu=lambda w: profile_resources(PROFILE)["gpu"],
+        mem_mb=2000,
+        runtime=10,
+        gpu=0,
     shell:
-        'OMP_NUM_THREADS={threads} "$REPRO_PYTHON" -m papers.hessian_spectrum.analysis section'
-        " {params.runs} --profile {params.profile} --out-dir {params.out} > {log} 2>&1"
+        HESSIAN_SPECTRUM_SECTION
 
 
 # A profile's own spectrum section, for a README marker `<profile>_spectrum` (e.g. cpu_width_matched_spectrum: the
@@ -62,7 +73,8 @@ rule hessian_spectrum_profile_section:
     log:
         f"{RUNS}/logs/hessian_spectrum/{{profile}}_spectrum.log",
     params:
-        runs=lambda w, input: " ".join(f"--run {k}={os.path.dirname(v)}" for k, v in input.items()),
+        runs=HESSIAN_SPECTRUM_SECTION_RUNS,
+        profile=lambda w: w.profile,
         out=lambda w, output: os.path.dirname(output.section),
     conda:
         ENV
@@ -72,5 +84,4 @@ rule hessian_spectrum_profile_section:
         runtime=10,
         gpu=0,
     shell:
-        'OMP_NUM_THREADS={threads} "$REPRO_PYTHON" -m papers.hessian_spectrum.analysis section'
-        " {params.runs} --profile {wildcards.profile} --out-dir {params.out} > {log} 2>&1"
+        HESSIAN_SPECTRUM_SECTION
