@@ -231,7 +231,9 @@ PAPER_SCHEMA = _obj(
                     "propertyNames": _NAME,
                     "additionalProperties": _obj(
                         {"variants": {"type": "array", "items": {"type": "string"}, "minItems": 1},
-                         "baseline": {"type": "string"}, "time_reference": {"type": "string"}},
+                         "baseline": {"type": "string"}, "time_reference": {"type": "string"},
+                         # the selection metric at initialization: adds the paper's sensitivity (mean excess)
+                         "init_value": {"type": "number"}},
                         required=("variants", "baseline", "time_reference")),
                 },
                 # extra per-run metrics shown per method (e.g. probe_metrics entries)

@@ -6,6 +6,9 @@ Columns (``benchmark.csv`` / ``benchmark.md``), for each task and variant (its b
 - ``metric``: the sweep's selection metric, mean ± std over seeds.
 - ``sensitivity_gap``: best minus worst grid-point mean of that metric (0 when unswept), and how many grid points
   lost a seed to divergence.
+- ``mean_excess`` (only for a task with ``init_value``, the metric at initialization): the paper's "LR sensitivity"
+  of Wortsman et al. (2023, §3.1), the mean over grid points of how much worse than the best point each ends, a
+  diverged run or one that ends worse than at initialization counting as ``init_value`` (``sweep.mean_excess``).
 - ``steps_to_baseline``: first evaluation step at which the eval loss (val split if any, else test) is at or below the
   baseline variant's final eval loss (mean over its seeds), averaged over seeds; missing when any seed never gets
   there (``reached`` says how many did). Resolution is the profile's ``train.eval_every``.
@@ -31,7 +34,7 @@ import pandas as pd
 
 from shared.config.sweep import select_rule
 from shared.results import plots, tables
-from shared.results.sweep import plot_sweep, sensitivity
+from shared.results.sweep import mean_excess, plot_sweep, sensitivity
 
 STATE_METRIC = "optimizer_state_bytes_per_param"
 
@@ -78,6 +81,8 @@ def benchmark_frame(cfg: dict, runs: pd.DataFrame, sweep: pd.DataFrame, curves: 
         target, _, _ = _mean(base.get(f"{split}_loss", pd.Series(dtype=float)))
         ref = runs[runs["variant"] == spec["time_reference"]]
         ref_time, _, _ = _mean(ref["wall_time_s"] / ref["step"]) if len(ref) else (math.nan, 0, 0)
+        excess = mean_excess(sweep, runs, spec["init_value"]).set_index("variant") \
+            if "init_value" in spec and len(sweep) else pd.DataFrame()
         for variant in spec["variants"]:
             part = runs[runs["variant"] == variant]
             if not len(part):
@@ -96,6 +101,9 @@ def benchmark_frame(cfg: dict, runs: pd.DataFrame, sweep: pd.DataFrame, curves: 
             state, _, _ = _mean(part.get(STATE_METRIC, pd.Series(dtype=float)))
             s = sens.loc[variant] if variant in sens.index else None
             extra = {}
+            if "init_value" in spec:
+                extra["mean_excess"] = float(excess.loc[variant, "mean_excess"]) if variant in excess.index else 0.0
+                extra["init_value"] = float(spec["init_value"])
             for column in cfg["benchmark"].get("columns", []):
                 extra[column], extra[f"{column}_std"], extra[f"{column}_n"] = _mean(
                     part.get(column, pd.Series(dtype=float)))
@@ -119,10 +127,13 @@ def benchmark_table(bench: pd.DataFrame, columns: list[str] = ()) -> str:
         return "No benchmark task ran at this profile (its `variants:` list holds no variant of any task)."
     parts = []
     for task, part in bench.groupby("task", sort=False):
+        # the paper's sensitivity, for a task whose config gives the metric at initialization
+        excess = "mean_excess" in part and part["mean_excess"].notna().any()
         rows = [[f"`{r['variant']}`", f"`{r['selected_member']}`", f"{r['metric']}: "
                  + tables.mean_std(r["mean"], r["std"], r["n"]),
                  f"{tables.fmt(r['sensitivity_gap'], 3)} over {r['grid_points']}"
                  + (f" ({r['grid_points_with_missing']} lost seeds)" if r["grid_points_with_missing"] else ""),
+                 *([tables.fmt(r["mean_excess"], 3)] if excess else []),
                  f"{tables.fmt(r['steps_to_baseline'])} ({r['reached']})", tables.fmt(r["time_per_step_rel"], 3),
                  tables.fmt(r["state_bytes_per_param"], 3)]
                 + [tables.mean_std(r[c], r[f"{c}_std"], r[f"{c}_n"]) for c in columns]
@@ -132,6 +143,7 @@ def benchmark_table(bench: pd.DataFrame, columns: list[str] = ()) -> str:
                      f"{tables.fmt(first['target_loss'])}), time reference `{first['time_reference']}`.\n\n"
                      + tables.markdown_table(
                          ["method", "best grid point", "best metric (mean ± std)", "sensitivity gap",
+                          *([f"mean excess over sweep (init {tables.fmt(first['init_value'])})"] if excess else []),
                           "steps to baseline (seeds reaching)", "time/step (rel.)", "state bytes/param", *columns],
                          rows))
     return "\n\n".join(parts)

@@ -88,6 +88,33 @@ def sensitivity(sweep: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def mean_excess(sweep: pd.DataFrame, runs: pd.DataFrame, init_value: float) -> pd.DataFrame:
+    """Per swept variant, the sensitivity of Wortsman et al. (2023, §3.1, arXiv:2309.14322) to its swept value:
+
+        LR sensitivity = E_η [ min(ℓ(η), ℓ0) − min_η' ℓ(η') ]
+
+    the mean over the grid points η of how much worse than the best point each ends, where ℓ0 (``init_value``) is
+    the metric at initialization and caps every run: a run that ends worse than ℓ0, or diverged (no finite value),
+    counts as ℓ0. ℓ(η) is the mean over the point's seeds of the capped values. For a ``max`` metric the cap and the
+    excess flip sign (max(ℓ, ℓ0), best − ℓ). Grid points without a run yet are left out (``points`` counts the rest).
+    Unlike ``sensitivity``'s best-to-worst gap, a diverged grid point counts, at the cost of the metric at init."""
+    rows = []
+    for variant, part in sweep.groupby("variant", sort=False):
+        metric, mode = part["metric"].iloc[0], part["mode"].iloc[0]
+        better = min if mode == "min" else max
+        means = []
+        for member in part["member"]:
+            values = _values(runs, member, metric)
+            capped = [better(v, init_value) if math.isfinite(v) else init_value for v in values]
+            if capped:
+                means.append(sum(capped) / len(capped))
+        best = better(means) if means else math.nan
+        excess = [abs(m - best) for m in means]
+        rows.append({"variant": variant, "mean_excess": sum(excess) / len(excess) if excess else math.nan,
+                     "points": len(means)})
+    return pd.DataFrame(rows, columns=["variant", "mean_excess", "points"])
+
+
 def sweep_table(sweep: pd.DataFrame) -> str:
     """Markdown: one row per grid point, the selected one in bold."""
     rows = []
