@@ -131,10 +131,10 @@ def test_benchmark_columns_from_known_runs(papers, tmp_path):
     assert list(bench["variant"]) == ["sgd", "adamw"]
 
 
-def test_mean_excess_caps_at_the_init_value_and_counts_diverged_runs_as_it(papers, tmp_path):
-    """Wortsman et al. (2023, §3.1) sensitivity by hand: a loss metric, init value 8. sgd's three points, two seeds:
-    lr0.01 ends at 4.0 and 4.2 (mean 4.1, the best); lr0.1 at 4.5 and diverged (→ 8): 6.25; lr1 at 9.0 (worse than
-    at init → 8) and 7.0: 7.5. Excess 0, 2.15, 3.4: mean 1.85. adamw: 5.0 and 5.0 at both points: 0."""
+def test_sweep_sensitivity_caps_at_the_init_value_and_counts_diverged_runs_as_it(papers, tmp_path):
+    """Wortsman et al. (2023, §3.1) sensitivity by hand, per seed: a loss metric, init value 8. sgd's three points:
+    seed 0 ends at 4.0 / 4.5 / 9.0 (worse than at init → 8): excess 0, 0.5, 4.0, mean 1.5; seed 1 at 4.2 / diverged
+    (→ 8) / 7.0: excess 0, 3.8, 2.8, mean 2.2. adamw ends at 5.0 at both points: 0."""
     runs_dir = tmp_path / "runs"
     losses = {("sgd.lr0.01", 0): 4.0, ("sgd.lr0.01", 1): 4.2, ("sgd.lr0.1", 0): 4.5, ("sgd.lr0.1", 1): None,
               ("sgd.lr1", 0): 9.0, ("sgd.lr1", 1): 7.0}
@@ -146,22 +146,30 @@ def test_mean_excess_caps_at_the_init_value_and_counts_diverged_runs_as_it(paper
     cfg = {**cfg, "sweep": {**cfg["sweep"], "select": {"metric": "test_loss", "mode": "min"}}}
     paths = aggregate.find_runs(runs_dir, "toy", "tiny", list(cfg["variants"]), [0, 1])
     df = sweep.sweep_frame(cfg, aggregate.runs_frame(paths))
-    excess = sweep.mean_excess(df, aggregate.runs_frame(paths), 8.0).set_index("variant")
-    assert excess.loc["sgd", "mean_excess"] == pytest.approx(1.85) and excess.loc["sgd", "points"] == 3
-    assert excess.loc["adamw", "mean_excess"] == pytest.approx(0.0)
-    # the best-to-worst gap, by contrast, drops the diverged point and ignores the cap: 9.0/7.0 → 8.0 − 4.1
+    sens = sweep.sweep_sensitivity(df, aggregate.runs_frame(paths), 8.0).set_index(["variant", "seed"])
+    assert sens.loc[("sgd", 0), "sweep_sensitivity"] == pytest.approx(1.5)
+    assert sens.loc[("sgd", 1), "sweep_sensitivity"] == pytest.approx(2.2) and sens.loc[("sgd", 1), "points"] == 3
+    assert sens.loc[("adamw", 0), "sweep_sensitivity"] == pytest.approx(0.0)
+    # the best-to-worst gap of seed means, by contrast, drops the diverged point and ignores the cap: 8.0 − 4.1
     assert sweep.sensitivity(df).set_index("variant").loc["sgd", "gap"] == pytest.approx(3.9)
-    # in the benchmark: a column only for a task whose config gives init_value
+    # without a benchmark task that gives init_value: no column, and no benchmark column either
     runs = sweep.with_best(aggregate.runs_frame(paths), df)
     curves = aggregate.learning_curves(paths)
-    plain = benchmark.benchmark_frame(cfg, runs, df, curves)
-    assert "mean_excess" not in plain and "mean excess" not in benchmark.benchmark_table(plain)
+    assert "sweep_sensitivity" not in sweep.with_sensitivity(cfg, runs, df)
+    assert "sweep sensitivity" not in benchmark.benchmark_table(benchmark.benchmark_frame(cfg, runs, df, curves))
+    # with it: a per-run metric on the rows that stand for each swept variant (what a claim compares), and in the
+    # benchmark its mean ± std over seeds
     task = {**cfg["benchmark"]["tasks"]["cifar"], "init_value": 8.0}
     cfg = {**cfg, "benchmark": {"tasks": {"cifar": task}}}
+    runs = sweep.with_sensitivity(cfg, runs, df)
+    sgd = runs[runs["variant"] == "sgd"].set_index("seed")["sweep_sensitivity"]
+    assert sgd.loc[0] == pytest.approx(1.5) and sgd.loc[1] == pytest.approx(2.2)
+    assert runs[runs["variant"].isin(["sgd.lr0.1", "plain"])]["sweep_sensitivity"].isna().all()
     bench = benchmark.benchmark_frame(cfg, runs, df, curves).set_index("variant")
-    assert bench.loc["sgd", "mean_excess"] == pytest.approx(1.85) and bench.loc["plain", "mean_excess"] == 0.0
+    assert bench.loc["sgd", "sweep_sensitivity"] == pytest.approx(1.85) and bench.loc["sgd", "sweep_sensitivity_n"] == 2
+    assert math.isnan(bench.loc["plain", "sweep_sensitivity"])  # unswept
     table = benchmark.benchmark_table(bench.reset_index())
-    assert "| mean excess over sweep (init 8) |" in table and "| 1.85 |" in table
+    assert "| sweep sensitivity (init 8) |" in table and "| 1.85 ± 0.49 (n=2) |" in table
 
 
 def test_aggregate_cli_writes_sweep_and_benchmark_files(papers, tmp_path):

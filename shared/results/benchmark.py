@@ -6,9 +6,10 @@ Columns (``benchmark.csv`` / ``benchmark.md``), for each task and variant (its b
 - ``metric``: the sweep's selection metric, mean ± std over seeds.
 - ``sensitivity_gap``: best minus worst grid-point mean of that metric (0 when unswept), and how many grid points
   lost a seed to divergence.
-- ``mean_excess`` (only for a task with ``init_value``, the metric at initialization): the paper's "LR sensitivity"
-  of Wortsman et al. (2023, §3.1), the mean over grid points of how much worse than the best point each ends, a
-  diverged run or one that ends worse than at initialization counting as ``init_value`` (``sweep.mean_excess``).
+- ``sweep_sensitivity`` (only for a task with ``init_value``, the metric at initialization): the "LR sensitivity" of
+  Wortsman et al. (2023, §3.1), the mean over grid points of how much worse than the seed's best point each ends, a
+  diverged run or one that ends worse than at initialization counting as ``init_value``; mean ± std over seeds
+  (``sweep.sweep_sensitivity``; the runs table carries it per seed, see ``sweep.with_sensitivity``).
 - ``steps_to_baseline``: first evaluation step at which the eval loss (val split if any, else test) is at or below the
   baseline variant's final eval loss (mean over its seeds), averaged over seeds; missing when any seed never gets
   there (``reached`` says how many did). Resolution is the profile's ``train.eval_every``.
@@ -34,7 +35,7 @@ import pandas as pd
 
 from shared.config.sweep import select_rule
 from shared.results import plots, tables
-from shared.results.sweep import mean_excess, plot_sweep, sensitivity
+from shared.results.sweep import SENSITIVITY, plot_sweep, sensitivity
 
 STATE_METRIC = "optimizer_state_bytes_per_param"
 
@@ -81,8 +82,6 @@ def benchmark_frame(cfg: dict, runs: pd.DataFrame, sweep: pd.DataFrame, curves: 
         target, _, _ = _mean(base.get(f"{split}_loss", pd.Series(dtype=float)))
         ref = runs[runs["variant"] == spec["time_reference"]]
         ref_time, _, _ = _mean(ref["wall_time_s"] / ref["step"]) if len(ref) else (math.nan, 0, 0)
-        excess = mean_excess(sweep, runs, spec["init_value"]).set_index("variant") \
-            if "init_value" in spec and len(sweep) else pd.DataFrame()
         for variant in spec["variants"]:
             part = runs[runs["variant"] == variant]
             if not len(part):
@@ -102,7 +101,8 @@ def benchmark_frame(cfg: dict, runs: pd.DataFrame, sweep: pd.DataFrame, curves: 
             s = sens.loc[variant] if variant in sens.index else None
             extra = {}
             if "init_value" in spec:
-                extra["mean_excess"] = float(excess.loc[variant, "mean_excess"]) if variant in excess.index else 0.0
+                extra[SENSITIVITY], extra[f"{SENSITIVITY}_std"], extra[f"{SENSITIVITY}_n"] = _mean(
+                    part.get(SENSITIVITY, pd.Series(dtype=float)))
                 extra["init_value"] = float(spec["init_value"])
             for column in cfg["benchmark"].get("columns", []):
                 extra[column], extra[f"{column}_std"], extra[f"{column}_n"] = _mean(
@@ -128,12 +128,12 @@ def benchmark_table(bench: pd.DataFrame, columns: list[str] = ()) -> str:
     parts = []
     for task, part in bench.groupby("task", sort=False):
         # the paper's sensitivity, for a task whose config gives the metric at initialization
-        excess = "mean_excess" in part and part["mean_excess"].notna().any()
+        sens = "init_value" in part and part["init_value"].notna().any()
         rows = [[f"`{r['variant']}`", f"`{r['selected_member']}`", f"{r['metric']}: "
                  + tables.mean_std(r["mean"], r["std"], r["n"]),
                  f"{tables.fmt(r['sensitivity_gap'], 3)} over {r['grid_points']}"
                  + (f" ({r['grid_points_with_missing']} lost seeds)" if r["grid_points_with_missing"] else ""),
-                 *([tables.fmt(r["mean_excess"], 3)] if excess else []),
+                 *([tables.mean_std(r[SENSITIVITY], r[f"{SENSITIVITY}_std"], r[f"{SENSITIVITY}_n"])] if sens else []),
                  f"{tables.fmt(r['steps_to_baseline'])} ({r['reached']})", tables.fmt(r["time_per_step_rel"], 3),
                  tables.fmt(r["state_bytes_per_param"], 3)]
                 + [tables.mean_std(r[c], r[f"{c}_std"], r[f"{c}_n"]) for c in columns]
@@ -143,7 +143,7 @@ def benchmark_table(bench: pd.DataFrame, columns: list[str] = ()) -> str:
                      f"{tables.fmt(first['target_loss'])}), time reference `{first['time_reference']}`.\n\n"
                      + tables.markdown_table(
                          ["method", "best grid point", "best metric (mean ± std)", "sensitivity gap",
-                          *([f"mean excess over sweep (init {tables.fmt(first['init_value'])})"] if excess else []),
+                          *([f"sweep sensitivity (init {tables.fmt(first['init_value'])})"] if sens else []),
                           "steps to baseline (seeds reaching)", "time/step (rel.)", "state bytes/param", *columns],
                          rows))
     return "\n\n".join(parts)

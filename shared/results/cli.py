@@ -39,6 +39,7 @@ def cmd_aggregate(args: argparse.Namespace) -> int:
     all_runs = aggregate.runs_frame(paths, cfg.get("probe_metrics"))
     sweep_df = sweep.sweep_frame(cfg, all_runs, grid)
     runs = sweep.with_best(all_runs, sweep_df)  # a swept variant = its best grid point
+    runs = sweep.with_sensitivity(cfg, runs, sweep_df)  # and, with a task's init_value, its sensitivity per seed
     variants = report_variants(cfg, args.profile)
     summary = aggregate.summarize(runs, variants)
     claims = aggregate.claims_frame(cfg, args.paper, args.profile, runs)

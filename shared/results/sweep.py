@@ -88,31 +88,52 @@ def sensitivity(sweep: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def mean_excess(sweep: pd.DataFrame, runs: pd.DataFrame, init_value: float) -> pd.DataFrame:
-    """Per swept variant, the sensitivity of Wortsman et al. (2023, §3.1, arXiv:2309.14322) to its swept value:
+SENSITIVITY = "sweep_sensitivity"
 
-        LR sensitivity = E_η [ min(ℓ(η), ℓ0) − min_η' ℓ(η') ]
 
-    the mean over the grid points η of how much worse than the best point each ends, where ℓ0 (``init_value``) is
-    the metric at initialization and caps every run: a run that ends worse than ℓ0, or diverged (no finite value),
-    counts as ℓ0. ℓ(η) is the mean over the point's seeds of the capped values. For a ``max`` metric the cap and the
-    excess flip sign (max(ℓ, ℓ0), best − ℓ). Grid points without a run yet are left out (``points`` counts the rest).
+def sweep_sensitivity(sweep: pd.DataFrame, runs: pd.DataFrame, init_value: float) -> pd.DataFrame:
+    """Per swept variant and seed, the "LR sensitivity" of Wortsman et al. (2023, §3.1, arXiv:2309.14322), for
+    whatever the grid sweeps:
+
+        sensitivity = E_η [ min(ℓ(η), ℓ0) − min_η' min(ℓ(η'), ℓ0) ]
+
+    the mean over the grid points η of how much worse than the seed's best point each ends, where ℓ0
+    (``init_value``) is the metric at initialization and caps every run: a run that ends worse than ℓ0, or diverged
+    (no finite value), counts as ℓ0. For a ``max`` metric the cap and the excess flip sign (max(ℓ, ℓ0), best − ℓ).
+    Per seed, as the paper's single-seed curves; a grid point without that seed's run yet is left out (``points``).
     Unlike ``sensitivity``'s best-to-worst gap, a diverged grid point counts, at the cost of the metric at init."""
     rows = []
     for variant, part in sweep.groupby("variant", sort=False):
         metric, mode = part["metric"].iloc[0], part["mode"].iloc[0]
         better = min if mode == "min" else max
-        means = []
+        by_seed: dict[int, list[float]] = {}
         for member in part["member"]:
-            values = _values(runs, member, metric)
-            capped = [better(v, init_value) if math.isfinite(v) else init_value for v in values]
-            if capped:
-                means.append(sum(capped) / len(capped))
-        best = better(means) if means else math.nan
-        excess = [abs(m - best) for m in means]
-        rows.append({"variant": variant, "mean_excess": sum(excess) / len(excess) if excess else math.nan,
-                     "points": len(means)})
-    return pd.DataFrame(rows, columns=["variant", "mean_excess", "points"])
+            of = runs[runs["variant"] == member]
+            values = pd.to_numeric(of[metric], errors="coerce") if metric in of else pd.Series(math.nan, of.index)
+            for seed, v in zip(of["seed"], values):
+                by_seed.setdefault(int(seed), []).append(better(v, init_value) if math.isfinite(v) else init_value)
+        for seed, capped in sorted(by_seed.items()):
+            best = better(capped)
+            rows.append({"variant": variant, "seed": seed, SENSITIVITY: sum(abs(c - best) for c in capped)
+                         / len(capped), "points": len(capped)})
+    return pd.DataFrame(rows, columns=["variant", "seed", SENSITIVITY, "points"])
+
+
+def with_sensitivity(cfg: dict, runs: pd.DataFrame, sweep: pd.DataFrame) -> pd.DataFrame:
+    """``runs`` (after ``with_best``) plus a ``sweep_sensitivity`` column on the rows that stand for a swept variant
+    of a benchmark task whose config gives ``init_value`` (the metric at initialization): that seed's sensitivity,
+    a per-run metric like any other, so a claim can compare it. Other rows get NaN; without such a task, no column."""
+    tasks = [spec for spec in ((cfg.get("benchmark") or {}).get("tasks") or {}).values() if "init_value" in spec]
+    if not tasks or not len(sweep):
+        return runs
+    runs = runs.copy()
+    runs[SENSITIVITY] = math.nan
+    for spec in tasks:
+        part = sweep[sweep["variant"].isin(spec["variants"])]
+        for _, r in sweep_sensitivity(part, runs, spec["init_value"]).iterrows():
+            at = (runs["variant"] == r["variant"]) & (runs["seed"] == r["seed"])
+            runs.loc[at, SENSITIVITY] = r[SENSITIVITY]
+    return runs
 
 
 def sweep_table(sweep: pd.DataFrame) -> str:
