@@ -155,3 +155,35 @@ def test_analysis_sizes_come_from_the_runs_profile_never_silently_from_another(t
         analysis.derived(c, d, tmp_path / "e.json")
     given = analysis.derived(c, d, tmp_path / "e.json", n_images=40, n_alphas=3)  # both given: no lookup
     assert given["n_images"]["train"] == 40 and len(given["curves"]["naive"]["train"]["loss"]) == 3
+
+
+def test_barriers_over_training_at_the_steps_both_runs_kept(tmp_path, data_root):
+    """Kept weights (train.keep_weights_at): at step 0 the pair is one model twice (every barrier 0); at step 10 B is
+    a hidden-unit permutation of A (a naive barrier, none after weight matching); a step only B kept is skipped."""
+    model, fitted = fitted_mlp(run_config(MLP, 0)["data"])
+    spec = permutation_spec(model)
+    permuted = apply_permutation(spec, random_permutation(spec, torch.Generator().manual_seed(1)), fitted)
+    init = built(MLP, 0)
+    a = write_run(tmp_path / "a", run_config(MLP, 0), fitted)
+    b = write_run(tmp_path / "b", run_config(MLP, 1000), permuted)
+    for run, kept in ((a, {0: init, 10: fitted}), (b, {0: init, 5: init, 10: permuted})):
+        for step, state in kept.items():
+            torch.save({"model": state, "step": step}, run / f"weights_{step}.pt")
+    result = analysis.derived(a, b, tmp_path / "derived.json", n_alphas=5)
+    steps = result["over_training"]
+    assert steps["step"] == [0, 10]
+    assert all(v[0] == 0.0 for v in steps["metrics"].values())
+    assert steps["metrics"]["naive_train_loss_barrier"][1] > 0.1
+    assert abs(steps["metrics"]["permuted_train_loss_barrier"][1]) < 1e-5
+    # the last kept step is the final weights: the same barriers as the run's own
+    last = steps["metrics"]["naive_train_loss_barrier"][1]
+    assert last == pytest.approx(result["metrics"]["naive_train_loss_barrier"])
+    # the README section gets a row per step and the figure
+    root = tmp_path / "runs"
+    for variant, body in (("mlp_x1", result), ("mlp_x1_partner", {"metrics": {}})):
+        (root / variant / "seed0").mkdir(parents=True)
+        (root / variant / "seed0" / "derived.json").write_text(json.dumps(body))
+    section = analysis.write_barrier_section(root, tmp_path / "out").read_text()
+    rows = [line for line in section.splitlines() if line.startswith("| `mlp_x1` | ")]
+    assert len(rows) == 3 and [r.split("|")[2].strip() for r in rows[1:]] == ["0", "10"]
+    assert "over_training.png" in section and (tmp_path / "out" / "over_training.png").is_file()

@@ -37,7 +37,7 @@ from shared.landscape import (activation_matching, apply_permutation, evaluate_l
                               loss_barrier, permutation_spec, reset_bn_stats, weight_matching)
 from shared.landscape.runs import image_batches, load_run, pair_settings
 from shared.models import create_model
-from shared.train.checkpoint import load_checkpoint
+from shared.train.checkpoint import kept_weights, load_checkpoint
 
 PARTNER_SUFFIX = "_partner"  # variant V's pair partner is V + PARTNER_SUFFIX (config.yaml: seed_offset 1000)
 # per profile: images per split for the barrier and the number of alphas on [0, 1]; tiny ≲ 20 s per pair on one core
@@ -93,6 +93,22 @@ def pair_barriers(model: nn.Module, state_a: dict, state_b: dict, splits: dict[s
     return metrics, curves
 
 
+def over_training(model: nn.Module, run_a: Path, run_b: Path, steps: list[int], splits: dict[str, list],
+                  n_alphas: int, seed: int = 0) -> dict:
+    """The pair's barriers at each step both runs kept weights (``train.keep_weights_at``): the paper's "training
+    time" axis (§5.2, barrier vs epoch). The permutation is found anew at every step, from that step's weights.
+    Returns ``{"step": steps, "metrics": {name: [value per step]}}`` with ``pair_barriers``' metric names."""
+    device = next(model.parameters()).device
+    per_step: dict[str, list[float]] = {}
+    for step in steps:
+        state_a, state_b = ({k: v.to(device) for k, v in load_checkpoint(kept_weights(d)[step])["model"].items()}
+                            for d in (run_a, run_b))
+        metrics, _ = pair_barriers(model, state_a, state_b, splits, n_alphas, seed=seed)
+        for name, value in metrics.items():
+            per_step.setdefault(name, []).append(value)
+    return {"step": list(steps), "metrics": per_step}
+
+
 def _same_setting(cfg_a: dict, cfg_b: dict) -> bool:
     """The pair must differ only in the seed (a partner variant is an independent replicate)."""
     strip = lambda c: {k: v for k, v in c.items() if k not in ("seed", "device")}  # noqa: E731
@@ -115,6 +131,10 @@ def derived(run_dir: str | Path, partner_dir: str | Path | None, out: str | Path
         result = {"metrics": metrics, "curves": curves, "n_images": {s: sum(len(y) for _, y in b)
                                                                      for s, b in splits.items()},
                   "partner": str(partner_dir)}
+        steps = sorted(set(kept_weights(run_dir)) & set(kept_weights(partner_dir)))
+        if steps:  # weights kept along training: the barriers at each of those steps too
+            result["over_training"] = over_training(run_a.model, Path(run_dir), Path(partner_dir), steps, splits,
+                                                    settings["n_alphas"], seed=run_a.meta["config"]["seed"])
     Path(out).write_text(json.dumps(result, indent=2))
     return result
 
@@ -161,6 +181,56 @@ def barrier_rows(by_variant: dict[str, list[dict]], split: str = "train") -> lis
     return rows
 
 
+def over_training_rows(by_variant: dict[str, list[dict]], split: str = "train") -> list[dict]:
+    """Per variant and kept step (those every seed's pair has): the three loss barriers (mean ± sample std over
+    seeds) and in how many seeds weight matching beats naive interpolation at that step."""
+    rows = []
+    for variant, results in by_variant.items():
+        kept = [r["over_training"] for r in results if "over_training" in r]
+        if not kept:
+            continue
+        steps = sorted(set.intersection(*(set(k["step"]) for k in kept)))
+        for step in steps:
+            at = {m: [k["metrics"][f"{m}_{split}_loss_barrier"][k["step"].index(step)] for k in kept]
+                  for m in METHODS}
+            rows.append({"variant": f"`{variant}`", "step": step, "seeds": len(kept),
+                         f"naive {split} loss barrier": _mean_std(at["naive"]),
+                         f"permuted {split} loss barrier": _mean_std(at["permuted"]),
+                         f"activation-matched {split} loss barrier": _mean_std(at["activation"]),
+                         "seeds with permuted < naive": sum(b < a for a, b in zip(at["naive"], at["permuted"]))})
+    return rows
+
+
+def plot_over_training(by_variant: dict[str, list[dict]], path: Path, split: str = "train") -> None:
+    """Loss barrier vs training step (symlog x), naive / permuted / activation-matched, mean ± std over seeds, one
+    panel per variant that kept weights along training."""
+    import matplotlib  # noqa: PLC0415
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    kept = {v: [r["over_training"] for r in rs if "over_training" in r] for v, rs in by_variant.items()}
+    kept = {v: k for v, k in kept.items() if k}
+    fig, axes = plt.subplots(1, max(1, len(kept)), figsize=(3.6 * max(1, len(kept)), 3), squeeze=False)
+    for ax, (variant, runs) in zip(axes[0], kept.items()):
+        steps = sorted(set.intersection(*(set(k["step"]) for k in runs)))
+        for method, style in zip(METHODS, ("--", "-", ":")):
+            values = np.array([[k["metrics"][f"{method}_{split}_loss_barrier"][k["step"].index(t)] for t in steps]
+                               for k in runs])
+            mean, std = values.mean(axis=0), values.std(axis=0, ddof=1) if len(runs) > 1 else 0 * values[0]
+            ax.plot(steps, mean, style, marker="o", ms=3, label=method)
+            ax.fill_between(steps, mean - std, mean + std, alpha=0.2)
+        ax.set_xscale("symlog", linthresh=max(1, min([t for t in steps if t > 0], default=1)))
+        ax.set_title(variant, fontsize=9)
+        ax.set_xlabel("training step (weights kept)")
+    axes[0][0].set_ylabel(f"{split} loss barrier")
+    if kept:
+        axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def plot_curves(by_variant: dict[str, list[dict]], path: Path, split: str = "train") -> None:
     """Loss along the segment, naive vs permuted, mean over seeds, one panel per variant."""
     import matplotlib  # noqa: PLC0415
@@ -193,6 +263,7 @@ def write_barrier_section(runs_root: str | Path, out_dir: str | Path) -> Path:
     """``out_dir/section.md`` (+ ``curves.png``, ``barriers.json``): the naive vs permuted comparison at every
     width, pair by pair (the config's ``*_permuted_barrier_below_naive`` claims judge the widest model of each
     family with the shared rule's paired form, ``compare: {a, b_metric}``)."""
+    from shared.results import tables  # noqa: PLC0415
     from shared.results.readme import write_section  # noqa: PLC0415
 
     out_dir = Path(out_dir)
@@ -206,8 +277,17 @@ def write_barrier_section(runs_root: str | Path, out_dir: str | Path) -> Path:
             "training images as the train barrier); mean ± sample std over seeds. The widest model of each family is "
             "judged in the claims table (`*_permuted_barrier_below_naive`, a paired t interval over the pairs); the "
             "paired column shows every width.")
-    return write_section(out_dir, barrier_rows(by_variant), ["curves.png"],
-                         source=f"python -m papers.git_rebasin.analysis section --runs-root {runs_root}", note=note)
+    figures, extra = ["curves.png"], ""
+    steps = over_training_rows(by_variant)
+    if steps:  # a profile that keeps weights along training (train.keep_weights_at)
+        plot_over_training(by_variant, out_dir / "over_training.png")
+        figures.append("over_training.png")
+        extra = ("Over training: the same barriers between the pair's weights kept at each step (the permutation "
+                 "found anew at each), mean ± sample std over seeds.\n\n"
+                 + tables.markdown_table(list(steps[0]), [list(r.values()) for r in steps]))
+    return write_section(out_dir, barrier_rows(by_variant), figures,
+                         source=f"python -m papers.git_rebasin.analysis section --runs-root {runs_root}", note=note,
+                         extra=extra)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -260,10 +260,12 @@ def sections_in(text: str) -> list[str]:
     return [m.group(2) for m in _MARKER.finditer(text) if m.group(1) == "BEGIN"]
 
 
-def write_section(out_dir: str | Path, rows: list[dict], figures: list[str], source: str, note: str = "") -> Path:
+def write_section(out_dir: str | Path, rows: list[dict], figures: list[str], source: str, note: str = "",
+                  extra: str = "") -> Path:
     """``out_dir/section.md`` for a paper's own analysis (a README section beside results/verdict): a provenance
-    line (the command, code commit, torch version, time), the rows as a table, then the figures (paths relative to
-    ``out_dir``; ``render_extra`` rewrites them for the README). The rows also go to ``out_dir/results.csv``."""
+    line (the command, code commit, torch version, time), the rows as a table, ``extra`` Markdown (e.g. a second
+    table), then the figures (paths relative to ``out_dir``; ``render_extra`` rewrites them for the README). The
+    rows also go to ``out_dir/results.csv``."""
     import csv  # noqa: PLC0415
 
     from shared.train.provenance import git_state, library_versions, now  # noqa: PLC0415
@@ -280,5 +282,5 @@ def write_section(out_dir: str | Path, rows: list[dict], figures: list[str], sou
     table = tables.markdown_table(list(rows[0]), [list(r.values()) for r in rows]) if rows else "_No rows._"
     figs = "\n".join(f"![{Path(f).stem}]({f})" for f in figures)
     path = Path(out_dir) / "section.md"
-    path.write_text("\n\n".join(p for p in (head, note, table, figs) if p) + "\n")
+    path.write_text("\n\n".join(p for p in (head, note, table, extra, figs) if p) + "\n")
     return path

@@ -109,7 +109,8 @@ def sweep_sensitivity(sweep: pd.DataFrame, runs: pd.DataFrame, init_value: float
         by_seed: dict[int, list[float]] = {}
         for member in part["member"]:
             of = runs[runs["variant"] == member]
-            values = pd.to_numeric(of[metric], errors="coerce") if metric in of else pd.Series(math.nan, of.index)
+            values = pd.to_numeric(of[metric], errors="coerce") if metric in of \
+                else pd.Series(math.nan, index=of.index)
             for seed, v in zip(of["seed"], values):
                 by_seed.setdefault(int(seed), []).append(better(v, init_value) if math.isfinite(v) else init_value)
         for seed, capped in sorted(by_seed.items()):
