@@ -232,7 +232,7 @@ PAPER_SCHEMA = _obj(
                     "additionalProperties": _obj(
                         {"variants": {"type": "array", "items": {"type": "string"}, "minItems": 1},
                          "baseline": {"type": "string"}, "time_reference": {"type": "string"},
-                         # the selection metric at initialization: adds the paper's sensitivity (mean excess)
+                         # the selection metric at initialization: adds `sweep_sensitivity` (shared/results/sweep.py)
                          "init_value": {"type": "number"}},
                         required=("variants", "baseline", "time_reference")),
                 },

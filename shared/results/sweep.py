@@ -15,6 +15,7 @@ import pandas as pd
 from shared.config.sweep import SWEEP_OF, SWEEP_PARAMS, select_rule, swept_variants
 from shared.results import plots, tables
 
+SENSITIVITY = "sweep_sensitivity"  # the per-run column `with_sensitivity` adds
 SWEEP_COLUMNS = ["variant", "member", "param", "value", "metric", "mode", "mean", "std", "n", "n_runs",
                  "n_missing", "selected"]
 
@@ -86,9 +87,6 @@ def sensitivity(sweep: pd.DataFrame) -> pd.DataFrame:
                      "gap": (finite.max() - finite.min()) if len(finite) else math.nan,
                      "points": len(part), "points_with_missing": int((part["n_missing"] > 0).sum())})
     return pd.DataFrame(rows)
-
-
-SENSITIVITY = "sweep_sensitivity"
 
 
 def sweep_sensitivity(sweep: pd.DataFrame, runs: pd.DataFrame, init_value: float) -> pd.DataFrame:
