@@ -45,6 +45,7 @@ SETTINGS = {"smoke": {"n_images": 64, "n_alphas": 3}, "tiny": {"n_images": 256, 
             "cpu": {"n_images": 1000, "n_alphas": 11}, "paper": {"n_images": 10000, "n_alphas": 25}}
 SPLITS = ("train", "test")
 METHODS = ("naive", "permuted", "activation")  # identity, weight matching (Alg. 1), activation matching (§3.1)
+LINE_STYLES = dict(zip(METHODS, ("--", "-", ":")))  # one per method in every figure
 
 
 def interpolation(model: nn.Module, state_a: dict, state_b: dict, alphas, splits: dict[str, list],
@@ -181,15 +182,33 @@ def barrier_rows(by_variant: dict[str, list[dict]], split: str = "train") -> lis
     return rows
 
 
+def _kept_steps(by_variant: dict[str, list[dict]]) -> dict[str, tuple[list[dict], list[int]]]:
+    """Per variant whose runs kept weights: their ``over_training`` records and the steps every one of them has."""
+    out = {}
+    for variant, results in by_variant.items():
+        kept = [r["over_training"] for r in results if "over_training" in r]
+        if kept:
+            out[variant] = kept, sorted(set.intersection(*(set(k["step"]) for k in kept)))
+    return out
+
+
+def _save(fig, axes, ylabel: str, legend: bool, path: Path) -> None:
+    """The figures' shared ending: y label and legend on the first panel, then write and close."""
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    axes[0][0].set_ylabel(ylabel)
+    if legend:
+        axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def over_training_rows(by_variant: dict[str, list[dict]], split: str = "train") -> list[dict]:
     """Per variant and kept step (those every seed's pair has): the three loss barriers (mean ± sample std over
     seeds) and in how many seeds weight matching beats naive interpolation at that step."""
     rows = []
-    for variant, results in by_variant.items():
-        kept = [r["over_training"] for r in results if "over_training" in r]
-        if not kept:
-            continue
-        steps = sorted(set.intersection(*(set(k["step"]) for k in kept)))
+    for variant, (kept, steps) in _kept_steps(by_variant).items():
         for step in steps:
             at = {m: [k["metrics"][f"{m}_{split}_loss_barrier"][k["step"].index(step)] for k in kept]
                   for m in METHODS}
@@ -209,12 +228,10 @@ def plot_over_training(by_variant: dict[str, list[dict]], path: Path, split: str
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # noqa: PLC0415
 
-    kept = {v: [r["over_training"] for r in rs if "over_training" in r] for v, rs in by_variant.items()}
-    kept = {v: k for v, k in kept.items() if k}
+    kept = _kept_steps(by_variant)
     fig, axes = plt.subplots(1, max(1, len(kept)), figsize=(3.6 * max(1, len(kept)), 3), squeeze=False)
-    for ax, (variant, runs) in zip(axes[0], kept.items()):
-        steps = sorted(set.intersection(*(set(k["step"]) for k in runs)))
-        for method, style in zip(METHODS, ("--", "-", ":")):
+    for ax, (variant, (runs, steps)) in zip(axes[0], kept.items()):
+        for method, style in LINE_STYLES.items():
             values = np.array([[k["metrics"][f"{method}_{split}_loss_barrier"][k["step"].index(t)] for t in steps]
                                for k in runs])
             mean, std = values.mean(axis=0), values.std(axis=0, ddof=1) if len(runs) > 1 else 0 * values[0]
@@ -223,12 +240,7 @@ def plot_over_training(by_variant: dict[str, list[dict]], path: Path, split: str
         ax.set_xscale("symlog", linthresh=max(1, min([t for t in steps if t > 0], default=1)))
         ax.set_title(variant, fontsize=9)
         ax.set_xlabel("training step (weights kept)")
-    axes[0][0].set_ylabel(f"{split} loss barrier")
-    if kept:
-        axes[0][0].legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _save(fig, axes, f"{split} loss barrier", bool(kept), path)
 
 
 def plot_curves(by_variant: dict[str, list[dict]], path: Path, split: str = "train") -> None:
@@ -244,19 +256,14 @@ def plot_curves(by_variant: dict[str, list[dict]], path: Path, split: str = "tra
         axes[0][0].text(0.5, 0.5, "no pair analysed yet", ha="center", va="center")
     for ax, (variant, results) in zip(axes[0], by_variant.items()):
         alphas = results[0]["curves"]["alpha"]
-        for method, style in zip(METHODS, ("--", "-", ":")):
+        for method, style in LINE_STYLES.items():
             if any(method not in r["curves"] for r in results):
                 continue
             losses = np.mean([r["curves"][method][split]["loss"] for r in results], axis=0)
             ax.plot(alphas, losses, style, marker="o", label=method)
         ax.set_title(variant, fontsize=9)
         ax.set_xlabel("alpha (A → B)")
-    axes[0][0].set_ylabel(f"{split} loss")
-    if by_variant:
-        axes[0][0].legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _save(fig, axes, f"{split} loss", bool(by_variant), path)
 
 
 def write_barrier_section(runs_root: str | Path, out_dir: str | Path) -> Path:
