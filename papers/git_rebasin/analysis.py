@@ -94,20 +94,22 @@ def pair_barriers(model: nn.Module, state_a: dict, state_b: dict, splits: dict[s
     return metrics, curves
 
 
-def over_training(model: nn.Module, run_a: Path, run_b: Path, steps: list[int], splits: dict[str, list],
+def over_training(model: nn.Module, kept_a: dict[int, Path], kept_b: dict[int, Path], splits: dict[str, list],
                   n_alphas: int, seed: int = 0) -> dict:
-    """The pair's barriers at each step both runs kept weights (``train.keep_weights_at``): the paper's "training
-    time" axis (§5.2, barrier vs epoch). The permutation is found anew at every step, from that step's weights.
-    Returns ``{"step": steps, "metrics": {name: [value per step]}}`` with ``pair_barriers``' metric names."""
+    """The pair's barriers at each step both runs kept weights (``kept_*``: ``kept_weights`` of each run, from
+    ``train.keep_weights_at``): the "training time" axis of the paper's abstract (barrier vs training step). The
+    permutation is found anew at every step, from that step's weights. Returns ``{"step": steps, "metrics": {name:
+    [value per step]}}`` with ``pair_barriers``' metric names."""
     device = next(model.parameters()).device
+    steps = sorted(kept_a.keys() & kept_b.keys())
     per_step: dict[str, list[float]] = {}
     for step in steps:
-        state_a, state_b = ({k: v.to(device) for k, v in load_checkpoint(kept_weights(d)[step])["model"].items()}
-                            for d in (run_a, run_b))
+        state_a, state_b = ({k: v.to(device) for k, v in load_checkpoint(kept[step])["model"].items()}
+                            for kept in (kept_a, kept_b))
         metrics, _ = pair_barriers(model, state_a, state_b, splits, n_alphas, seed=seed)
         for name, value in metrics.items():
             per_step.setdefault(name, []).append(value)
-    return {"step": list(steps), "metrics": per_step}
+    return {"step": steps, "metrics": per_step}
 
 
 def _same_setting(cfg_a: dict, cfg_b: dict) -> bool:
@@ -132,10 +134,10 @@ def derived(run_dir: str | Path, partner_dir: str | Path | None, out: str | Path
         result = {"metrics": metrics, "curves": curves, "n_images": {s: sum(len(y) for _, y in b)
                                                                      for s, b in splits.items()},
                   "partner": str(partner_dir)}
-        steps = sorted(set(kept_weights(run_dir)) & set(kept_weights(partner_dir)))
-        if steps:  # weights kept along training: the barriers at each of those steps too
-            result["over_training"] = over_training(run_a.model, Path(run_dir), Path(partner_dir), steps, splits,
-                                                    settings["n_alphas"], seed=run_a.meta["config"]["seed"])
+        kept_a, kept_b = kept_weights(run_dir), kept_weights(partner_dir)
+        if kept_a.keys() & kept_b.keys():  # weights kept along training: the barriers at each common step too
+            result["over_training"] = over_training(run_a.model, kept_a, kept_b, splits, settings["n_alphas"],
+                                                    seed=run_a.meta["config"]["seed"])
     Path(out).write_text(json.dumps(result, indent=2))
     return result
 
