@@ -106,10 +106,8 @@ def sweep_sensitivity(sweep: pd.DataFrame, runs: pd.DataFrame, init_value: float
         better = min if mode == "min" else max
         by_seed: dict[int, list[float]] = {}
         for member in part["member"]:
-            of = runs[runs["variant"] == member]
-            values = pd.to_numeric(of[metric], errors="coerce") if metric in of \
-                else pd.Series(math.nan, index=of.index)
-            for seed, v in zip(of["seed"], values):
+            seeds = runs.loc[runs["variant"] == member, "seed"]  # in the order `_values` returns the values
+            for seed, v in zip(seeds, _values(runs, member, metric)):
                 by_seed.setdefault(int(seed), []).append(better(v, init_value) if math.isfinite(v) else init_value)
         for seed, capped in sorted(by_seed.items()):
             best = better(capped)
