@@ -33,7 +33,7 @@ def test_hessian_spectrum_pair_with_itself_has_zero_barrier(tmp_path, monkeypatc
     assert metrics["train_loss"] > 0 and 0 <= metrics["train_accuracy"] <= 1
     assert 0 <= metrics["slq_mass_negative"] <= 1 - metrics["slq_mass_near_zero"] <= 1
     assert math.isclose(sum(details["slq"]["weights"]), 1.0, rel_tol=1e-9)
-    # the section reads that quadrature back: params x (1 - mass near 0 - mass below 0) eigenvalues above 0.01 lambda_1
+    # the section reads that quadrature back: params x (1 - mass near 0 - mass below -tau) eigenvalues above tau
     analysis.write_section({"fake": run_dir}, "smoke", tmp_path / "section")
     row = next(csv.DictReader(open(tmp_path / "section" / "results.csv")))
     n_params = details["slq"]["n_params"]

@@ -169,7 +169,7 @@ def write_section(run_dirs: dict[str, Path], profile: str, out_dir: str | Path) 
                      "bulk_edge": f"{m['bulk_edge']:.4g}", "train_loss": f"{m['train_loss']:.3g}",
                      "hessian_trace": f"{m['hessian_trace']:.4g}",
                      "slq_mass_near_zero": f"{m['slq_mass_near_zero']:.5f}",
-                     # P (1 - mass near 0 - mass below 0): how many eigenvalues lie above 0.01 lambda_1
+                     # P (1 - mass near 0 - mass below -0.01 lambda_1): how many eigenvalues lie above 0.01 lambda_1
                      "slq_count_above": f"{n_above:.0f}",
                      "pair_loss_barrier": f"{m.get('pair_loss_barrier', math.nan):.4g}"})
     note = (f"Profile `{profile}`, first seed of each variant; Hessian of the loss on the first {s['images']} "
