@@ -107,3 +107,35 @@ def test_prediction_matches_midpoint_excess_for_a_nearby_pair(data_root):
     with pytest.raises(ValueError, match="odd"):
         analysis.layerwise(model, a, b, batches, n_alphas=4)
     assert F.cross_entropy(model(batches[0][0]), batches[0][1]) > 0  # model restored and usable
+
+
+def test_layerwise_barriers_over_training_at_the_steps_both_runs_kept(tmp_path, data_root):
+    """Kept weights (train.keep_weights_at): at step 0 the pair is one model twice (every barrier 0); the last kept
+    step holds the final weights (the run's own layer-wise analysis again); a step only one run kept is skipped; the
+    README section gets a row per step and the figure."""
+    _, init = model_state(MLP, 0)
+    _, a = model_state(MLP, 0, 3.0)
+    _, b = model_state(MLP, 1, 3.0)
+    run_a, run_b = write_run(tmp_path / "a", MLP, 0, a), write_run(tmp_path / "b", MLP, 1000, b)
+    for run, kept in ((run_a, {0: init, 10: a}), (run_b, {0: init, 5: init, 10: b})):
+        for step, state in kept.items():
+            torch.save({"model": state, "step": step}, run / f"weights_{step}.pt")
+    result = analysis.derived(run_a, run_b, tmp_path / "d.json", n_images=100, n_alphas=3)
+    steps = result["over_training"]
+    assert steps["step"] == [0, 10] and steps["layers"] == ["net.1", "net.4", "net.7"]
+    assert all(v[0] == 0.0 for k, v in steps["metrics"].items() if k != "layer_prediction_spearman")
+    assert steps["layer_barrier"][0] == [0.0, 0.0, 0.0]
+    final = {k: v for k, v in result["metrics"].items()}
+    assert {k: v[1] for k, v in steps["metrics"].items()} == pytest.approx(final, nan_ok=True)
+    assert steps["layer_barrier"][1] == pytest.approx([r["layer_barrier"] for r in result["layers"]])
+    assert abs(final["full_midpoint_excess"]) > 1e-4  # the last step differs from step 0: the check is not vacuous
+    root = tmp_path / "runs"
+    for variant, body in (("mlp", result), ("mlp_partner", {"metrics": {}})):
+        (root / variant / "seed0").mkdir(parents=True)
+        (root / variant / "seed0" / "derived.json").write_text(json.dumps(body))
+    section = analysis.write_layers_section(root, tmp_path / "out").read_text()
+    rows = [line.split("|") for line in section.splitlines() if line.startswith("| `mlp` | ")]
+    steps_rows = [r for r in rows if r[2].strip() in ("0", "10")]
+    assert [r[2].strip() for r in steps_rows] == ["0", "10"]
+    assert steps_rows[0][4].strip() == "0"  # full barrier at step 0
+    assert "over_training.png" in section and (tmp_path / "out" / "over_training.png").is_file()

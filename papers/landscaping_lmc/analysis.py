@@ -21,6 +21,10 @@ in eval mode. Models with BatchNorm get their statistics re-estimated at every p
 Layers: an MLP's Linear layers (with any norm after them); other models' top-level children, with ``blocks``
 split into its blocks (a CIFAR ResNet: stem, blocks.0 ... blocks.8, fc).
 
+Along training: when both runs kept weights (``train.keep_weights_at``), the same layer-wise analysis runs on the
+pair's weights at every step both kept (``over_training`` in derived.json): when, and in which layers, the barrier
+between the two runs appears (the abstract's "geometric features ... along the training runs").
+
     python -m papers.landscaping_lmc.analysis derived --run-dir A --partner-dir B --out A/derived.json
     python -m papers.landscaping_lmc.analysis section --runs-root runs/landscaping_lmc/tiny --out-dir results/...
 """
@@ -42,7 +46,7 @@ from shared.landscape import evaluate_loss, flatten, interpolate_state_dicts, lo
 from shared.landscape.runs import image_batches, load_run, pair_settings
 from shared.models import create_model
 from shared.models.mlp import MLP
-from shared.train.checkpoint import load_checkpoint
+from shared.train.checkpoint import kept_weights, load_checkpoint
 
 PARTNER_SUFFIX = "_partner"
 SETTINGS = {"smoke": {"n_images": 64, "n_alphas": 3}, "tiny": {"n_images": 256, "n_alphas": 5},
@@ -118,6 +122,29 @@ def layerwise(model: nn.Module, state_a: dict, state_b: dict, batches: list, n_a
     return {"metrics": metrics, "layers": rows, "alpha": alphas}
 
 
+OVER_TRAINING_LAYER_KEYS = ("layer_barrier", "layer_midpoint_excess", "layer_predicted", "depth_barrier")
+
+
+def over_training(model: nn.Module, kept_a: dict[int, Path], kept_b: dict[int, Path], batches: list,
+                  n_alphas: int) -> dict:
+    """``layerwise`` at each step both runs kept weights (``kept_*``: ``kept_weights`` of each run). Returns
+    ``{"step": steps, "layers": names, "metrics": {name: [value per step]}, key: [[value per layer] per step]}``
+    for the keys in ``OVER_TRAINING_LAYER_KEYS``."""
+    device = next(model.parameters()).device
+    steps = sorted(kept_a.keys() & kept_b.keys())
+    out: dict = {"step": steps, "layers": list(layer_groups(model)), "metrics": {},
+                 **{k: [] for k in OVER_TRAINING_LAYER_KEYS}}
+    for step in steps:
+        state_a, state_b = ({k: v.to(device) for k, v in load_checkpoint(kept[step])["model"].items()}
+                            for kept in (kept_a, kept_b))
+        at = layerwise(model, state_a, state_b, batches, n_alphas)
+        for name, value in at["metrics"].items():
+            out["metrics"].setdefault(name, []).append(value)
+        for key in OVER_TRAINING_LAYER_KEYS:
+            out[key].append([row[key] for row in at["layers"]])
+    return out
+
+
 def derived(run_dir, partner_dir, out, device: str = "cpu", n_images: int | None = None,
             n_alphas: int | None = None) -> dict:
     """``derived.json``: layer-wise barriers of the pair (run, partner); ``{}`` metrics for a partner run."""
@@ -134,8 +161,86 @@ def derived(run_dir, partner_dir, out, device: str = "cpu", n_images: int | None
         batches = image_batches(run_a.data, "train", settings["n_images"], device)  # no augmentation
         result = {**layerwise(model, state_a, state_b, batches, settings["n_alphas"]),
                   "n_images": sum(len(y) for _, y in batches), "partner": str(partner_dir)}
+        kept_a, kept_b = kept_weights(run_dir), kept_weights(partner_dir)
+        if kept_a.keys() & kept_b.keys():  # weights kept along training: the same analysis at each common step
+            result["over_training"] = over_training(model, kept_a, kept_b, batches, settings["n_alphas"])
     Path(out).write_text(json.dumps(result, indent=2))
     return result
+
+
+def _mean_std(values) -> str:
+    v = np.asarray([x for x in values if np.isfinite(x)], dtype=float)
+    if len(v) == 0:
+        return "–"
+    return f"{v.mean():.4g} ± {v.std(ddof=1):.2g}" if len(v) > 1 else f"{v.mean():.4g}"
+
+
+def _kept_steps(by_variant: dict[str, list[dict]]) -> dict[str, tuple[list[dict], list[int]]]:
+    """Per variant whose pairs kept weights: their ``over_training`` records and the steps every one of them has."""
+    out = {}
+    for variant, results in by_variant.items():
+        kept = [r["over_training"] for r in results if "over_training" in r]
+        if kept:
+            out[variant] = kept, sorted(set.intersection(*(set(k["step"]) for k in kept)))
+    return out
+
+
+def over_training_rows(by_variant: dict[str, list[dict]]) -> list[dict]:
+    """Per variant and kept step (those every pair has): the full-model barrier, the largest layer's barrier and
+    which layer it is (of the mean over seeds), the full model's midpoint excess vs its prediction, and the
+    layer-wise rank correlation; mean ± sample std over seeds."""
+    rows = []
+    for variant, (kept, steps) in _kept_steps(by_variant).items():
+        layers = kept[0]["layers"]
+        for step in steps:
+            at = lambda name: [k["metrics"][name][k["step"].index(step)] for k in kept]  # noqa: E731
+            per_layer = np.mean([k["layer_barrier"][k["step"].index(step)] for k in kept], axis=0)
+            rows.append({"variant": f"`{variant}`", "step": step, "seeds": len(kept),
+                         "full loss barrier": _mean_std(at("full_loss_barrier")),
+                         "max layer barrier": _mean_std(at("max_layer_barrier")),
+                         "highest layer (mean)": f"`{layers[int(np.argmax(per_layer))]}`",
+                         "sum layer barrier": _mean_std(at("sum_layer_barrier")),
+                         "full midpoint excess": _mean_std(at("full_midpoint_excess")),
+                         "full predicted": _mean_std(at("full_predicted_midpoint_excess")),
+                         "layer Spearman": _mean_std(at("layer_prediction_spearman"))})
+    return rows
+
+
+def plot_over_training(by_variant: dict[str, list[dict]], path: Path) -> None:
+    """Per variant (a column): each layer's barrier and the full model's vs training step (top), the full model's
+    midpoint excess and its second-order prediction vs step (bottom); means over seeds, symlog step axis."""
+    import matplotlib  # noqa: PLC0415
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    kept = _kept_steps(by_variant)
+    n = max(1, len(kept))
+    fig, axes = plt.subplots(2, n, figsize=(4.5 * n, 6), squeeze=False, sharex="col")
+    for col, (variant, (runs, steps)) in enumerate(kept.items()):
+        index = [[k["step"].index(t) for t in steps] for k in runs]
+        layers = runs[0]["layers"]
+        per_layer = np.mean([np.asarray(k["layer_barrier"])[i] for k, i in zip(runs, index)], axis=0)
+        mean = lambda name: np.mean([np.asarray(k["metrics"][name])[i] for k, i in zip(runs, index)], axis=0)  # noqa: E731
+        top, bottom = axes[0][col], axes[1][col]
+        colours = plt.cm.viridis(np.linspace(0, 0.9, len(layers)))
+        for j, (layer, colour) in enumerate(zip(layers, colours)):
+            top.plot(steps, per_layer[:, j], color=colour, lw=1, label=layer)
+        top.plot(steps, mean("full_loss_barrier"), "k-", lw=2, marker="o", ms=3, label="full model")
+        top.set_title(variant, fontsize=9)
+        top.legend(fontsize=6, ncol=2)
+        bottom.plot(steps, mean("full_midpoint_excess"), "k-", marker="o", ms=3, label="measured L(m) - mean of ends")
+        bottom.plot(steps, mean("full_predicted_midpoint_excess"), "r--", marker="s", ms=3, label="-(1/8) δᵀHδ")
+        bottom.axhline(0, color="grey", lw=0.5)
+        bottom.legend(fontsize=7)
+        bottom.set_xlabel("training step (weights kept)")
+        for ax in (top, bottom):
+            ax.set_xscale("symlog", linthresh=max(1, min([t for t in steps if t > 0], default=1)))
+    axes[0][0].set_ylabel("loss barrier (train subset)")
+    axes[1][0].set_ylabel("full model, midpoint")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 def write_layers_section(runs_root, out_dir) -> Path:
@@ -155,7 +260,7 @@ def write_layers_section(runs_root, out_dir) -> Path:
         result = json.loads(path.read_text())
         if not path.parents[1].name.endswith(PARTNER_SUFFIX) and result["metrics"]:
             by_variant.setdefault(path.parents[1].name, []).append(result)
-    ms = lambda v: f"{np.mean(v):.4g} ± {np.std(v, ddof=1):.2g}" if len(v) > 1 else f"{np.mean(v):.4g}"  # noqa: E731
+    ms = _mean_std
     rows, n = [], max(1, len(by_variant))
     fig, axes = plt.subplots(1, n, figsize=(4.5 * n, 3.2), squeeze=False)
     for ax, (variant, results) in zip(axes[0], by_variant.items()):
@@ -182,7 +287,17 @@ def write_layers_section(runs_root, out_dir) -> Path:
             "model A to its partner B: the barrier, the midpoint excess L(m) - (L(ends))/2, and its second-order "
             "prediction -(1/8) δᵀH(m)δ; training-subset loss, mean ± sample std over seeds. A description, "
             "not a verdict.")
-    return write_section(out_dir, rows, ["layers.png"], note=note,
+    figures, extra, steps = ["layers.png"], "", over_training_rows(by_variant)
+    if steps:  # a profile that keeps weights along training (train.keep_weights_at)
+        from shared.results import tables  # noqa: PLC0415
+
+        plot_over_training(by_variant, out_dir / "over_training.png")
+        figures.append("over_training.png")
+        extra = ("Along training: the same analysis on the pair's weights kept at each step (both runs from their "
+                 "own initialization, so step 0 compares two random inits); the highest layer is the one whose "
+                 "barrier, averaged over seeds, is largest at that step; mean ± sample std over seeds.\n\n"
+                 + tables.markdown_table(list(steps[0]), [list(r.values()) for r in steps]))
+    return write_section(out_dir, rows, figures, note=note, extra=extra,
                          source=f"python -m papers.landscaping_lmc.analysis section --runs-root {runs_root}")
 
 
