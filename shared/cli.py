@@ -5,7 +5,7 @@
     repro run --config my_run.yaml --out DIR          # any run config of your own, no paper needed
     repro list                                        # papers, their variants and profiles
     repro show PAPER [--variant V --profile P --seed S]
-    repro plan PAPER --profile P                      # per run: finished, restorable from run records, or to train
+    repro plan PAPER --profile P [--restore]          # per run: finished, restorable from run records, or to train
     repro prepare PAPER --profile P [--out FILE]      # verify / download data, build tokeniser caches
 
 The Snakemake workflow calls exactly these commands, so any job can be rerun by hand.
@@ -113,11 +113,14 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 def cmd_plan(args: argparse.Namespace) -> int:
     """What ``snakemake --config profile=P reuse_runs=True`` would do with each run of a paper's profile: finished
     in the runs folder, copied from an earlier run of the profile with the same config, restored from a record (the
-    profile's own first, then any paper's), or trained."""
+    profile's own first, then any paper's), or trained. With ``--restore`` it also writes every run it marks copy or
+    restore into the runs folder, exactly as the workflow's run job would (the same sources, in the same order, and
+    the same ``meta.json``), without Snakemake and without loading torch: then ``repro aggregate`` rebuilds the
+    profile's tables from its records alone."""
     from shared.config import config_hash
     from shared.config.sweep import profile_variants
     from shared.data.root import resolve_data_dir
-    from shared.records import earlier_twins, find_records, restore_sources
+    from shared.records import earlier_twins, find_records, restore_run, restore_sources
 
     cfg = load_paper(args.paper)
     if args.profile not in cfg["profiles"]:
@@ -135,22 +138,35 @@ def cmd_plan(args: argparse.Namespace) -> int:
         found[root] = find_records(sources, hashes, root) if sources else {}
     counts = {"finished": 0, "copy": 0, "restore": 0, "train": 0}
     twins = earlier_twins((variant, seed, run_hash) for variant, seed, run_hash, _ in runs)
+    written = 0
     for variant, seed, run_hash, root in runs:
         hit = found[root].get(run_hash)
         twin = twins.get((variant, seed))
-        if (run_dir(args.runs_dir, args.paper, args.profile, variant, seed) / "final.json").is_file():
-            what = "finished"
+        out = run_dir(args.runs_dir, args.paper, args.profile, variant, seed)
+        if (out / "final.json").is_file():
+            kind, what = "finished", ""
         elif twin and sources:
-            what = f"copy     {twin[0]} seed {twin[1]}  (the same config)"
+            kind, what = "copy", f"{twin[0]} seed {twin[1]}  (the same config)"
         elif hit:
             file, record = hit
-            what = f"restore  {Path(file).parent.relative_to(args.results_dir)} {record['variant']} seed {record['seed']}"
+            source = Path(file).parent.relative_to(args.results_dir)
+            kind, what = "restore", f"{source} {record['variant']} seed {record['seed']}"
         else:
-            what = "train"
-        counts[what.split()[0]] += 1
-        print(f"{variant:<44} seed {seed:<3} {what}")
+            kind, what = "train", ""
+        if args.restore and kind in ("copy", "restore"):
+            # what the workflow's run job does: its twin's run directory first (written above: twins come later)
+            twin_dir = [run_dir(args.runs_dir, args.paper, args.profile, *twin)] if twin else []
+            target = {"paper": args.paper, "variant": variant, "profile": args.profile, "seed": seed}
+            if restore_run(twin_dir + sources, run_hash, out, target=target, data_root=root) is None:
+                kind, what = "train", f"(a copy of {what.split('  ')[0]}, which has no record either)"
+            else:
+                written += 1
+                what = f"{what}  -> written"
+        counts[kind] += 1
+        print(f"{variant:<44} seed {seed:<3} {kind:<8} {what}".rstrip())
     print(f"{args.paper} {args.profile}: {len(runs)} runs; " + ", ".join(f"{n} {k}" for k, n in counts.items())
-          + ("" if sources else " (an `analysis` paper: never restored)"))
+          + ("" if sources else " (an `analysis` paper: never restored)")
+          + (f"; {written} written under {args.runs_dir}" if args.restore else ""))
     return 0
 
 
@@ -192,6 +208,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--profile", required=True)
     p.add_argument("--results-dir", default="results")
     p.add_argument("--runs-dir", default="runs")
+    p.add_argument("--restore", action="store_true",
+                   help="also write the runs it marks copy or restore into --runs-dir, as the workflow would (then "
+                        "`repro aggregate` rebuilds the tables without training)")
     p.set_defaults(func=cmd_plan)
 
     p = sub.add_parser("prepare", help="verify or download a paper's data and build its caches")

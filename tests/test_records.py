@@ -173,3 +173,39 @@ def test_a_run_directory_is_a_restore_source(tmp_path):
     unfinished.mkdir(parents=True)
     (unfinished / "meta.json").write_text(json.dumps({"config_hash": "h3"}))
     assert restore_run([unfinished], "h3", tmp_path / "x", target=target) is None  # no final.json: not a source
+
+
+def test_plan_restore_writes_what_the_workflow_would(tmp_path, monkeypatch, capsys):
+    """`repro plan --restore` writes each restorable run as `repro run --restore-from` (the workflow's run job)
+    would, byte for byte; a twin is copied from its first run once that is written; a twin whose first run has no
+    record is left to train; a second plan finds them finished."""
+    from shared.config import config_hash, resolve_paper_run
+
+    monkeypatch.setenv("REPRO_DATA_DIR", str(tmp_path / "data"))
+    results, runs = tmp_path / "results", tmp_path / "runs"
+    first = resolve_paper_run("small_scale_proxies", "baseline.lr0.03", "tiny", 0)
+    _recorded(results, "other", "cpu", "baseline", 0, config_hash(first))
+    plan = ["plan", "small_scale_proxies", "--profile", "tiny", "--results-dir", str(results), "--runs-dir", str(runs)]
+    capsys.readouterr()
+    assert main(plan + ["--restore"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    said = {tuple(line.split()[:3:2]): line.split(None, 3)[3] for line in out[:-1]}
+    assert said[("baseline.lr0.03", "0")] == "restore  other/cpu baseline seed 0  -> written"
+    assert said[("baseline_high_lr", "0")] == "copy     baseline.lr0.03 seed 0  (the same config)  -> written"
+    assert said[("baseline_high_lr", "1")] == "train    (a copy of baseline.lr0.03 seed 1, which has no record either)"
+    assert out[-1].endswith("0 finished, 1 copy, 1 restore, 37 train; 2 written under " + str(runs))
+    root = runs / "small_scale_proxies" / "tiny"
+    twin = json.loads((root / "baseline_high_lr" / "seed0" / "meta.json").read_text())
+    assert twin["variant"] == "baseline_high_lr" and twin["restored_from"]["variant"] == "baseline.lr0.03"
+    assert twin["restored_from"]["records"] == str(root / "baseline.lr0.03" / "seed0")
+
+    # the workflow's own restore of the same run writes the same files
+    again = tmp_path / "again"
+    assert main(["run", "small_scale_proxies", "--variant", "baseline.lr0.03", "--profile", "tiny", "--seed", "0",
+                 "--out", str(again), "--restore-from", str(results / "other" / "cpu" / "run_records.jsonl.gz"),
+                 str(results)]) == 0
+    for name in ("meta.json", "final.json"):
+        assert (again / name).read_text() == (root / "baseline.lr0.03" / "seed0" / name).read_text()
+    capsys.readouterr()
+    assert main(plan) == 0
+    assert capsys.readouterr().out.splitlines()[-1].endswith("2 finished, 5 copy, 0 restore, 32 train")

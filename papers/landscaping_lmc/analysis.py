@@ -221,7 +221,10 @@ def plot_over_training(by_variant: dict[str, list[dict]], path: Path) -> None:
         index = [[k["step"].index(t) for t in steps] for k in runs]
         layers = runs[0]["layers"]
         per_layer = np.mean([np.asarray(k["layer_barrier"])[i] for k, i in zip(runs, index)], axis=0)
-        mean = lambda name: np.mean([np.asarray(k["metrics"][name])[i] for k, i in zip(runs, index)], axis=0)  # noqa: E731
+
+        def mean(name: str) -> np.ndarray:
+            return np.mean([np.asarray(k["metrics"][name])[i] for k, i in zip(runs, index)], axis=0)
+
         top, bottom = axes[0][col], axes[1][col]
         colours = plt.cm.viridis(np.linspace(0, 0.9, len(layers)))
         for j, (layer, colour) in enumerate(zip(layers, colours)):
