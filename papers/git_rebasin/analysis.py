@@ -35,7 +35,7 @@ from shared.data import ClassificationData, load_data
 from shared.data.augment import normalize
 from shared.landscape import (activation_matching, apply_permutation, evaluate_loss, interpolate_state_dicts,
                               loss_barrier, permutation_spec, reset_bn_stats, weight_matching)
-from shared.landscape.runs import image_batches, load_run, pair_settings
+from shared.landscape.runs import image_batches, kept_steps, load_run, pair_settings
 from shared.models import create_model
 from shared.train.checkpoint import kept_weights, load_checkpoint
 
@@ -184,16 +184,6 @@ def barrier_rows(by_variant: dict[str, list[dict]], split: str = "train") -> lis
     return rows
 
 
-def _kept_steps(by_variant: dict[str, list[dict]]) -> dict[str, tuple[list[dict], list[int]]]:
-    """Per variant whose runs kept weights: their ``over_training`` records and the steps every one of them has."""
-    out = {}
-    for variant, results in by_variant.items():
-        kept = [r["over_training"] for r in results if "over_training" in r]
-        if kept:
-            out[variant] = kept, sorted(set.intersection(*(set(k["step"]) for k in kept)))
-    return out
-
-
 def _save(fig, axes, ylabel: str, legend: bool, path: Path) -> None:
     """The figures' shared ending: y label and legend on the first panel, then write and close."""
     import matplotlib.pyplot as plt  # noqa: PLC0415
@@ -210,7 +200,7 @@ def over_training_rows(by_variant: dict[str, list[dict]], split: str = "train") 
     """Per variant and kept step (those every seed's pair has): the three loss barriers (mean ± sample std over
     seeds) and in how many seeds weight matching beats naive interpolation at that step."""
     rows = []
-    for variant, (kept, steps) in _kept_steps(by_variant).items():
+    for variant, (kept, steps) in kept_steps(by_variant).items():
         for step in steps:
             at = {m: [k["metrics"][f"{m}_{split}_loss_barrier"][k["step"].index(step)] for k in kept]
                   for m in METHODS}
@@ -230,7 +220,7 @@ def plot_over_training(by_variant: dict[str, list[dict]], path: Path, split: str
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # noqa: PLC0415
 
-    kept = _kept_steps(by_variant)
+    kept = kept_steps(by_variant)
     fig, axes = plt.subplots(1, max(1, len(kept)), figsize=(3.6 * max(1, len(kept)), 3), squeeze=False)
     for ax, (variant, (runs, steps)) in zip(axes[0], kept.items()):
         for method, style in LINE_STYLES.items():

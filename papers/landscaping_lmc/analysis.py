@@ -43,7 +43,7 @@ from scipy.stats import spearmanr
 from shared.data import load_data
 from shared.data.augment import normalize
 from shared.landscape import evaluate_loss, flatten, interpolate_state_dicts, loss_barrier, make_hvp, reset_bn_stats
-from shared.landscape.runs import image_batches, load_run, pair_settings
+from shared.landscape.runs import image_batches, kept_steps, load_run, pair_settings
 from shared.models import create_model
 from shared.models.mlp import MLP
 from shared.train.checkpoint import kept_weights, load_checkpoint
@@ -175,22 +175,12 @@ def _mean_std(values) -> str:
     return f"{v.mean():.4g} ± {v.std(ddof=1):.2g}" if len(v) > 1 else f"{v.mean():.4g}"
 
 
-def _kept_steps(by_variant: dict[str, list[dict]]) -> dict[str, tuple[list[dict], list[int]]]:
-    """Per variant whose pairs kept weights: their ``over_training`` records and the steps every one of them has."""
-    out = {}
-    for variant, results in by_variant.items():
-        kept = [r["over_training"] for r in results if "over_training" in r]
-        if kept:
-            out[variant] = kept, sorted(set.intersection(*(set(k["step"]) for k in kept)))
-    return out
-
-
 def over_training_rows(by_variant: dict[str, list[dict]]) -> list[dict]:
     """Per variant and kept step (those every pair has): the full-model barrier, the largest layer's barrier and
     which layer it is (of the mean over seeds), the full model's midpoint excess vs its prediction, and the
     layer-wise rank correlation; mean ± sample std over seeds."""
     rows = []
-    for variant, (kept, steps) in _kept_steps(by_variant).items():
+    for variant, (kept, steps) in kept_steps(by_variant).items():
         layers = kept[0]["layers"]
         for step in steps:
             at = lambda name: [k["metrics"][name][k["step"].index(step)] for k in kept]  # noqa: E731
@@ -214,7 +204,7 @@ def plot_over_training(by_variant: dict[str, list[dict]], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # noqa: PLC0415
 
-    kept = _kept_steps(by_variant)
+    kept = kept_steps(by_variant)
     n = max(1, len(kept))
     fig, axes = plt.subplots(2, n, figsize=(4.5 * n, 6), squeeze=False, sharex="col")
     for col, (variant, (runs, steps)) in enumerate(kept.items()):

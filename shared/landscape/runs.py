@@ -73,3 +73,15 @@ def image_batches(data: ClassificationData, split: str, n: int, device: str | to
     mean, std = torch.tensor(data.mean, device=device), torch.tensor(data.std, device=device)
     return [(normalize(x[i:i + batch_size].to(device), mean, std), y[i:i + batch_size].to(device))
             for i in range(0, len(y), batch_size)]
+
+
+def kept_steps(by_variant: dict[str, list[dict]]) -> dict[str, tuple[list[dict], list[int]]]:
+    """For pair analyses whose runs kept weights along training (``train.keep_weights_at``): per variant, the
+    ``over_training`` records of its derived.json results and the steps every one of them has (variants without
+    any are left out)."""
+    out = {}
+    for variant, results in by_variant.items():
+        kept = [r["over_training"] for r in results if "over_training" in r]
+        if kept:
+            out[variant] = kept, sorted(set.intersection(*(set(k["step"]) for k in kept)))
+    return out
