@@ -102,18 +102,22 @@ def _plot(sigmas: dict, depths: list[int], path: Path) -> None:
     fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.2))
     deepest = depths[-1]
     for name in PLACEMENTS:
-        values = np.log10(np.clip(np.concatenate(sigmas[name, deepest]), 1e-8, None))
-        left.hist(values, bins=60, alpha=0.5, label=name)
-        medians = [np.mean([np.median(s) for s in sigmas[name, d]]) for d in depths]
-        right.plot(depths, medians, marker="o", label=name)
-    left.set_xlabel(f"log10 σ ({deepest} layers; σ < 1e-8 shown at -8)")
+        values = np.log10(np.clip(np.concatenate(sigmas[name, deepest]), 10 ** -2.1, None))
+        left.hist(values, bins=np.linspace(-2.2, 2.2, 89), alpha=0.5, label=name)
+        pooled = [np.concatenate(sigmas[name, d]) for d in depths]  # all seeds' singular values at each depth
+        line, = right.plot(depths, [np.median(v) for v in pooled], marker="o", label=f"{name}: median")
+        right.fill_between(depths, [np.quantile(v, 0.1) for v in pooled], [np.quantile(v, 0.9) for v in pooled],
+                           color=line.get_color(), alpha=0.2)
+    left.set_yscale("log")
+    left.set_xlabel(f"log10 σ ({deepest} layers; σ < 0.01 shown at -2.1)")
     left.set_ylabel("count (all seeds)")
     left.legend(fontsize=8)
     right.set_xscale("log", base=2)
     right.set_yscale("log")
     right.set_xlabel("layers")
-    right.set_ylabel("median σ")
+    right.set_ylabel("σ: median, 10-90% band")
     right.axhline(1.0, color="grey", lw=0.5)
+    right.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
