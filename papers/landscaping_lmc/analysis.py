@@ -178,7 +178,7 @@ def _mean_std(values) -> str:
 def over_training_rows(by_variant: dict[str, list[dict]]) -> list[dict]:
     """Per variant and kept step (those every pair has): the full-model barrier, the largest layer's barrier and
     which layer it is (of the mean over seeds), the full model's midpoint excess vs its prediction, and the
-    layer-wise rank correlation; mean ± sample std over seeds."""
+    layer-wise rank correlation; mean ± sample std over seeds (no highest layer where every layer's barrier is 0)."""
     rows = []
     for variant, (kept, steps) in kept_steps(by_variant).items():
         layers = kept[0]["layers"]
@@ -188,7 +188,8 @@ def over_training_rows(by_variant: dict[str, list[dict]]) -> list[dict]:
             rows.append({"variant": f"`{variant}`", "step": step, "seeds": len(kept),
                          "full loss barrier": _mean_std(at("full_loss_barrier")),
                          "max layer barrier": _mean_std(at("max_layer_barrier")),
-                         "highest layer (mean)": f"`{layers[int(np.argmax(per_layer))]}`",
+                         # none when no single layer has a barrier (all 0)
+                         "highest layer (mean)": f"`{layers[int(np.argmax(per_layer))]}`" if per_layer.max() > 0 else "–",
                          "sum layer barrier": _mean_std(at("sum_layer_barrier")),
                          "full midpoint excess": _mean_std(at("full_midpoint_excess")),
                          "full predicted": _mean_std(at("full_predicted_midpoint_excess")),
@@ -229,6 +230,7 @@ def plot_over_training(by_variant: dict[str, list[dict]], path: Path) -> None:
         bottom.set_xlabel("training step (weights kept)")
         for ax in (top, bottom):
             ax.set_xscale("symlog", linthresh=max(1, min([t for t in steps if t > 0], default=1)))
+            ax.set_xlim(left=0)
     axes[0][0].set_ylabel("loss barrier (train subset)")
     axes[1][0].set_ylabel("full model, midpoint")
     fig.tight_layout()
