@@ -486,3 +486,12 @@ def test_readme_refreshes_the_description_in_an_aggregated_table(tmp_path):
     assert not readme.refresh_table_description(table, "small")  # already current: not rewritten
     assert readme.refresh_table_description(table, "")  # an emptied description drops its paragraph
     assert table.read_text().startswith("## toy · tiny\n\nData: ")
+
+
+def test_values_mean_std_formats_per_seed_values():
+    from shared.results.tables import values_mean_std
+
+    assert values_mean_std([1.0, 2.0, 3.0]) == "2 ± 1"  # sample std (ddof 1)
+    assert values_mean_std([0.5, float("nan")]) == "0.5"  # non-finite values left out; one value: the mean alone
+    assert values_mean_std([float("nan")]) == values_mean_std([]) == "–"
+    assert values_mean_std([1 / 3, 2 / 3]) == "0.5 ± 0.24"  # 4 and 2 significant digits

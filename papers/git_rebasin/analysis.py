@@ -37,6 +37,7 @@ from shared.landscape import (activation_matching, apply_permutation, evaluate_l
                               loss_barrier, permutation_spec, reset_bn_stats, weight_matching)
 from shared.landscape.runs import image_batches, kept_steps, load_run, pair_settings
 from shared.models import create_model
+from shared.results.tables import values_mean_std
 from shared.train.checkpoint import kept_weights, load_checkpoint
 
 PARTNER_SUFFIX = "_partner"  # variant V's pair partner is V + PARTNER_SUFFIX (config.yaml: seed_offset 1000)
@@ -142,12 +143,6 @@ def derived(run_dir: str | Path, partner_dir: str | Path | None, out: str | Path
     return result
 
 
-def _mean_std(values: list[float]) -> str:
-    v = np.asarray([x for x in values if np.isfinite(x)], dtype=float)
-    if len(v) == 0:
-        return "–"
-    return f"{v.mean():.4g} ± {v.std(ddof=1):.2g}" if len(v) > 1 else f"{v.mean():.4g}"
-
 
 def collect(runs_root: str | Path) -> dict[str, list[dict]]:
     """derived.json of every A variant's runs under ``runs_root`` (runs/git_rebasin/<profile>), by variant."""
@@ -169,17 +164,18 @@ def barrier_rows(by_variant: dict[str, list[dict]], split: str = "train") -> lis
         naive = [r["metrics"][f"naive_{split}_loss_barrier"] for r in results]
         permuted = [r["metrics"][f"permuted_{split}_loss_barrier"] for r in results]
         rows.append({"variant": f"`{variant}`", "seeds": len(results),
-                     f"naive {split} loss barrier": _mean_std(naive),
-                     f"permuted {split} loss barrier": _mean_std(permuted),
-                     "naive − permuted (paired)": _mean_std([a - b for a, b in zip(naive, permuted)]),
+                     f"naive {split} loss barrier": values_mean_std(naive),
+                     f"permuted {split} loss barrier": values_mean_std(permuted),
+                     "naive − permuted (paired)": values_mean_std([a - b for a, b in zip(naive, permuted)]),
                      "seeds with permuted < naive": sum(b < a for a, b in zip(naive, permuted)),
                      # derived.json from before activation matching was added has none: shown as "–"
-                     f"activation-matched {split} loss barrier": _mean_std(
+                     f"activation-matched {split} loss barrier": values_mean_std(
                          [r["metrics"].get(f"activation_{split}_loss_barrier", np.nan) for r in results]),
-                     "naive test error barrier": _mean_std([r["metrics"]["naive_test_error_barrier"] for r in results]),
-                     "permuted test error barrier": _mean_std(
+                     "naive test error barrier": values_mean_std(
+                         [r["metrics"]["naive_test_error_barrier"] for r in results]),
+                     "permuted test error barrier": values_mean_std(
                          [r["metrics"]["permuted_test_error_barrier"] for r in results]),
-                     "activation-matched test error barrier": _mean_std(
+                     "activation-matched test error barrier": values_mean_std(
                          [r["metrics"].get("activation_test_error_barrier", np.nan) for r in results])})
     return rows
 
@@ -205,9 +201,9 @@ def over_training_rows(by_variant: dict[str, list[dict]], split: str = "train") 
             at = {m: [k["metrics"][f"{m}_{split}_loss_barrier"][k["step"].index(step)] for k in kept]
                   for m in METHODS}
             rows.append({"variant": f"`{variant}`", "step": step, "seeds": len(kept),
-                         f"naive {split} loss barrier": _mean_std(at["naive"]),
-                         f"permuted {split} loss barrier": _mean_std(at["permuted"]),
-                         f"activation-matched {split} loss barrier": _mean_std(at["activation"]),
+                         f"naive {split} loss barrier": values_mean_std(at["naive"]),
+                         f"permuted {split} loss barrier": values_mean_std(at["permuted"]),
+                         f"activation-matched {split} loss barrier": values_mean_std(at["activation"]),
                          "seeds with permuted < naive": sum(b < a for a, b in zip(at["naive"], at["permuted"]))})
     return rows
 

@@ -46,6 +46,7 @@ from shared.landscape import evaluate_loss, flatten, interpolate_state_dicts, lo
 from shared.landscape.runs import image_batches, kept_steps, load_run, pair_settings
 from shared.models import create_model
 from shared.models.mlp import MLP
+from shared.results.tables import values_mean_std
 from shared.train.checkpoint import kept_weights, load_checkpoint
 
 PARTNER_SUFFIX = "_partner"
@@ -168,12 +169,6 @@ def derived(run_dir, partner_dir, out, device: str = "cpu", n_images: int | None
     return result
 
 
-def _mean_std(values) -> str:
-    v = np.asarray([x for x in values if np.isfinite(x)], dtype=float)
-    if len(v) == 0:
-        return "–"
-    return f"{v.mean():.4g} ± {v.std(ddof=1):.2g}" if len(v) > 1 else f"{v.mean():.4g}"
-
 
 def over_training_rows(by_variant: dict[str, list[dict]]) -> list[dict]:
     """Per variant and kept step (those every pair has): the full-model barrier, the largest layer's barrier and
@@ -185,15 +180,15 @@ def over_training_rows(by_variant: dict[str, list[dict]]) -> list[dict]:
         for step in steps:
             at = lambda name: [k["metrics"][name][k["step"].index(step)] for k in kept]  # noqa: E731
             per_layer = np.mean([k["layer_barrier"][k["step"].index(step)] for k in kept], axis=0)
+            highest = f"`{layers[int(np.argmax(per_layer))]}`" if per_layer.max() > 0 else "–"  # none if all 0
             rows.append({"variant": f"`{variant}`", "step": step, "seeds": len(kept),
-                         "full loss barrier": _mean_std(at("full_loss_barrier")),
-                         "max layer barrier": _mean_std(at("max_layer_barrier")),
-                         # none when no single layer has a barrier (all 0)
-                         "highest layer (mean)": f"`{layers[int(np.argmax(per_layer))]}`" if per_layer.max() > 0 else "–",
-                         "sum layer barrier": _mean_std(at("sum_layer_barrier")),
-                         "full midpoint excess": _mean_std(at("full_midpoint_excess")),
-                         "full predicted": _mean_std(at("full_predicted_midpoint_excess")),
-                         "layer Spearman": _mean_std(at("layer_prediction_spearman"))})
+                         "full loss barrier": values_mean_std(at("full_loss_barrier")),
+                         "max layer barrier": values_mean_std(at("max_layer_barrier")),
+                         "highest layer (mean)": highest,
+                         "sum layer barrier": values_mean_std(at("sum_layer_barrier")),
+                         "full midpoint excess": values_mean_std(at("full_midpoint_excess")),
+                         "full predicted": values_mean_std(at("full_predicted_midpoint_excess")),
+                         "layer Spearman": values_mean_std(at("layer_prediction_spearman"))})
     return rows
 
 
@@ -255,7 +250,6 @@ def write_layers_section(runs_root, out_dir) -> Path:
         result = json.loads(path.read_text())
         if not path.parents[1].name.endswith(PARTNER_SUFFIX) and result["metrics"]:
             by_variant.setdefault(path.parents[1].name, []).append(result)
-    ms = _mean_std
     rows, n = [], max(1, len(by_variant))
     fig, axes = plt.subplots(1, n, figsize=(4.5 * n, 3.2), squeeze=False)
     for ax, (variant, results) in zip(axes[0], by_variant.items()):
@@ -265,7 +259,7 @@ def write_layers_section(runs_root, out_dir) -> Path:
                   "depth_midpoint_excess", "depth_predicted")}
         for i, layer in enumerate(layers):
             rows.append({"variant": f"`{variant}`", "layer": f"`{layer}`", "seeds": len(results),
-                         **{k.replace("_", " "): ms(v[:, i]) for k, v in table.items()}})
+                         **{k.replace("_", " "): values_mean_std(v[:, i]) for k, v in table.items()}})
         x = np.arange(len(layers))
         ax.bar(x - 0.2, table["layer_midpoint_excess"].mean(0), 0.4, label="L(m) - mean of ends, layer alone")
         ax.bar(x + 0.2, table["layer_predicted"].mean(0), 0.4, label="-(1/8) δᵀHδ, layer alone")

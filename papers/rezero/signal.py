@@ -27,6 +27,7 @@ from shared.config.sweep import profile_variants
 from shared.models import create_model
 from shared.probes.jacobian import ISOMETRY_BAND, block_jacobian_singular_values, jacobian_stats
 from shared.results.readme import write_section
+from shared.results.tables import values_mean_std
 
 log = logging.getLogger("rezero.signal")
 PLACEMENTS = {"Post-LN": "post", "Pre-LN": "pre", "ReZero": "rezero"}
@@ -58,10 +59,6 @@ def singular_values(kwargs: dict, placement: str, n_layer: int, seed: int, token
     return block_jacobian_singular_values(model.blocks, captured["h0"][0])
 
 
-def _mean_std(values) -> str:
-    v = np.asarray(values, dtype=float)
-    return f"{v.mean():.4g} ± {v.std(ddof=1):.2g}" if len(v) > 1 else f"{v.mean():.4g}"
-
 
 def main(profile: str, out_dir: str | Path, factors=DEPTH_FACTORS, seeds=SEEDS, tokens: int = TOKENS) -> list[dict]:
     """Every placement x depth x seed; ``results.csv``, ``jacobian.png`` and ``section.md`` in ``out_dir``."""
@@ -79,7 +76,7 @@ def main(profile: str, out_dir: str | Path, factors=DEPTH_FACTORS, seeds=SEEDS, 
                 stats.append(jacobian_stats(sigma))
             log.info("%s, %d layers: median sigma %.3g", name, depth, np.mean([s["sigma_median"] for s in stats]))
             rows.append({"blocks": name, "layers": depth, "seeds": len(seeds),
-                         **{k: _mean_std([s[k] for s in stats]) for k in stats[0]}})
+                         **{k: values_mean_std([s[k] for s in stats]) for k in stats[0]}})
     _plot(sigmas, depths, out / "jacobian.png")
     low, high = ISOMETRY_BAND
     note = (f"The profile's GPT (d = {kwargs['d_model']}, {kwargs['n_head']} heads) at initialization, eval mode, at "

@@ -2,8 +2,12 @@
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
-import pandas as pd
+import numpy as np
+
+if TYPE_CHECKING:  # only in annotations: this module does not need pandas at run time
+    import pandas as pd
 
 
 def fmt(x, digits: int = 4) -> str:
@@ -26,6 +30,15 @@ def mean_std(mean, std, n) -> str:
         return f"– (n={int(n)})"
     spread = "" if std is None or (isinstance(std, float) and math.isnan(std)) else f" ± {fmt(std, 2)}"
     return f"{fmt(mean)}{spread} (n={int(n)})"
+
+
+def values_mean_std(values) -> str:
+    """Per-seed values as "mean ± sample std" (4 and 2 significant digits; the mean alone for one value), over the
+    finite ones; "–" if none is finite. For the papers' own analysis sections (a list of values, not a summary)."""
+    v = np.asarray([x for x in values if np.isfinite(x)], dtype=float)
+    if len(v) == 0:
+        return "–"
+    return f"{v.mean():.4g} ± {v.std(ddof=1):.2g}" if len(v) > 1 else f"{v.mean():.4g}"
 
 
 def markdown_table(headers: list[str], rows: list[list]) -> str:
