@@ -25,7 +25,7 @@ import torch
 from shared.config import load_paper, resolve_paper_run
 from shared.config.sweep import profile_variants
 from shared.models import create_model
-from shared.probes.jacobian import ISOMETRY_BAND, block_jacobian_singular_values, jacobian_stats
+from shared.probes.jacobian import ISOMETRY_BAND, block_input, block_jacobian_singular_values, jacobian_stats
 from shared.results.readme import write_section
 from shared.results.tables import values_mean_std
 
@@ -51,12 +51,10 @@ def singular_values(kwargs: dict, placement: str, n_layer: int, seed: int, token
     torch.manual_seed(seed)
     model = create_model("gpt", **{**kwargs, "vocab_size": VOCAB, "n_layer": n_layer,
                                    "norm_placement": placement}).eval()
-    captured = {}
-    handle = model.blocks[0].register_forward_pre_hook(lambda m, args: captured.setdefault("h0", args[0]))
+    idx = torch.randint(0, VOCAB, (1, tokens), generator=torch.Generator().manual_seed(seed))
     with torch.no_grad():
-        model(torch.randint(0, VOCAB, (1, tokens), generator=torch.Generator().manual_seed(seed)))
-    handle.remove()
-    return block_jacobian_singular_values(model.blocks, captured["h0"][0])
+        h0 = block_input(model, lambda: model(idx))
+    return block_jacobian_singular_values(model.blocks, h0[0])
 
 
 

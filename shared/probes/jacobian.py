@@ -41,11 +41,23 @@ def block_jacobian_singular_values(blocks: Sequence[nn.Module], h0: Tensor, chun
     with torch.enable_grad():
         out = stack(x).reshape(-1)
         n, rows = out.numel(), []
+        eye = torch.eye(n, dtype=out.dtype, device=out.device)
         for start in range(0, n, chunk):  # rows start.. of J: a batch of vector-Jacobian products e_i^T J
-            basis = torch.eye(n, dtype=out.dtype, device=out.device)[start:start + chunk]
+            basis = eye[start:start + chunk]
             rows.append(torch.autograd.grad(out, x, basis, retain_graph=start + chunk < n,
                                             is_grads_batched=True)[0].reshape(len(basis), -1))
     return torch.linalg.svdvals(torch.cat(rows).double())
+
+
+def block_input(model: nn.Module, forward) -> Tensor:
+    """The input of ``model.blocks[0]`` (the residual stream h_0) during ``forward()``, a call that runs the model."""
+    captured = {}
+    handle = model.blocks[0].register_forward_pre_hook(lambda m, args: captured.setdefault("h0", args[0]))
+    try:
+        forward()
+    finally:
+        handle.remove()
+    return captured["h0"]
 
 
 def jacobian_stats(sigma: Tensor) -> dict[str, float]:
@@ -72,10 +84,5 @@ class Jacobian(Probe):
         self.tokens = tokens
 
     def on_fixed_batch(self, batch):
-        captured = {}
-        handle = self.model.blocks[0].register_forward_pre_hook(lambda m, args: captured.setdefault("h0", args[0]))
-        try:
-            batch.forward(batch.x[:1, : self.tokens])
-        finally:
-            handle.remove()
-        return jacobian_stats(block_jacobian_singular_values(self.model.blocks, captured["h0"][0]))
+        h0 = block_input(self.model, lambda: batch.forward(batch.x[:1, : self.tokens]))
+        return jacobian_stats(block_jacobian_singular_values(self.model.blocks, h0[0]))
