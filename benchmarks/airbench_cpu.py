@@ -11,6 +11,7 @@ itself (airbench's convention: whitening init + training + TTA evaluation). Outp
 shared/bare ratios the issue targets, data variant and the data files' sha256, provenance).
 
     python benchmarks/airbench_cpu.py --seeds 0 1 2 --precision bf16                 # the benchmark (~1 h)
+    python benchmarks/airbench_cpu.py --seeds 0 1 2 --arms resnet20 --resnet20-epochs 30 --append   # add an arm
     python benchmarks/airbench_cpu.py --seeds 0 --subset-per-class 50 --batch-size 100 --epochs 1 --width 0.25 \
         --out-dir /tmp/b
 """
@@ -38,7 +39,8 @@ from shared.data.root import resolve_data_dir  # noqa: E402
 from shared.train.provenance import git_state, library_versions, now  # noqa: E402
 
 FIELDS = ["arm", "seed", "precision", "threads", "epochs", "steps", "test_accuracy", "test_tta_accuracy",
-          "process_wall_s", "run_wall_s", "examples_per_s", "data_variant"]
+          "process_wall_s", "run_wall_s", "examples_per_s", "data_variant", "git_commit"]
+ARMS = ("shared", "bare", "resnet20")
 
 # ResNet-20 with the usual CIFAR recipe (He et al. 2016 / the CIFAR baselines here): SGD-Nesterov 0.1, wd 5e-4,
 # batch 128, crop+flip, one-cycle-free cosine decay; bf16 channels_last as the recipe's arms.
@@ -160,8 +162,8 @@ def summarize(rows: list[dict], files: dict, args) -> str:
                      f"{_mean_std([r['process_wall_s'] for r in rs], digits=1)} | "
                      f"{_mean_std([r['run_wall_s'] for r in rs], digits=1)} | "
                      f"{_mean_std([r['examples_per_s'] for r in rs], digits=0)} |")
+    mean = lambda rs, k: statistics.mean(r[k] for r in rs)  # noqa: E731
     if by_arm.get("shared") and by_arm.get("bare"):
-        mean = lambda rs, k: statistics.mean(r[k] for r in rs)  # noqa: E731
         s, b = by_arm["shared"], by_arm["bare"]
         gap = 100 * (mean(s, "test_tta_accuracy") - mean(b, "test_tta_accuracy"))
         ratio_p, ratio_r = mean(s, "process_wall_s") / mean(b, "process_wall_s"), mean(s, "run_wall_s") / mean(b, "run_wall_s")
@@ -172,6 +174,18 @@ def summarize(rows: list[dict], files: dict, args) -> str:
         if min(len(s), len(b)) < 3:
             lines[-1] += (f" **Fewer than 3 runs per arm ({len(s)} shared, {len(b)} bare): indicative only, not the "
                           "benchmark's ≥ 3-seed comparison.**")
+    if by_arm.get("resnet20") and by_arm.get("bare"):
+        r20, b = by_arm["resnet20"], by_arm["bare"]
+        epochs = sorted({float(r["epochs"]) for r in r20})
+        lines += ["", f"ResNet-20 ({', '.join(f'{e:g}' for e in epochs)} epochs, no TTA) vs the bare recipe: wall-time "
+                      f"ratio {mean(r20, 'process_wall_s') / mean(b, 'process_wall_s'):.3f} by process; test accuracy "
+                      f"{100 * (mean(r20, 'test_accuracy') - mean(b, 'test_accuracy')):+.2f} points against the "
+                      f"recipe's without TTA, {100 * (mean(r20, 'test_accuracy') - mean(b, 'test_tta_accuracy')):+.2f} "
+                      "against its TTA accuracy."]
+    if any(r.get("git_commit") for r in rows):
+        lines += ["", "Code of the rows (git commit; rows written before the CSV had the column: not recorded): " +
+                  "; ".join(f"{a} {', '.join(sorted({(r.get('git_commit') or 'not recorded')[:10] for r in rs}))}"
+                            for a, rs in by_arm.items())]
     variant = next((r["data_variant"] for r in rows if r["data_variant"]), None) or _data_variant()
     lines += ["", f"Data: `{variant}` (this workspace's CIFAR-10 reconstruction unless `cifar10`); sha256 of the files "
                   "read: " + ", ".join(f"`{k}` {v[:12]}…" for k, v in sorted(files.items())), "",
@@ -180,10 +194,15 @@ def summarize(rows: list[dict], files: dict, args) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _read_csv(args) -> list[dict]:
+    with open(args.out_dir / "airbench94_cpu.csv", newline="") as f:
+        return [{k: (float(v) if k in NUMERIC and v not in ("", None) else (v or "")) for k, v in r.items()}
+                for r in csv.DictReader(f)]
+
+
 def _summarize_csv(args) -> int:
     """The summary table from ``airbench94_cpu.csv`` as written so far; the data files' sha256 hashed anew."""
-    with open(args.out_dir / "airbench94_cpu.csv", newline="") as f:
-        rows = [{k: (float(v) if k in NUMERIC and v != "" else v) for k, v in r.items()} for r in csv.DictReader(f)]
+    rows = _read_csv(args)
     files = _data_identity()[1]
     args.seeds = sorted({int(r["seed"]) for r in rows})
     commits = sorted({json.loads(m.read_text())["git_commit"][:10]
@@ -210,6 +229,10 @@ def main(argv=None) -> int:
     p.add_argument("--test-subset", type=int)
     p.add_argument("--resnet20-epochs", type=float, help="also train ResNet-20 for this many epochs (choose it so "
                                                           "its wall time matches the recipe's)")
+    p.add_argument("--arms", nargs="+", choices=ARMS,
+                   help="run only these arms (default: shared and bare, plus resnet20 with --resnet20-epochs)")
+    p.add_argument("--append", action="store_true",
+                   help="keep the existing CSV's rows of other (arm, seed) pairs and add these runs' rows to them")
     p.add_argument("--out-dir", type=Path, default=REPO / "results" / "benchmarks")
     p.add_argument("--runs-dir", type=Path, default=REPO / "runs",
                    help="where a shared-arm run at the cpu profile's exact config is kept as that profile's run")
@@ -219,12 +242,18 @@ def main(argv=None) -> int:
     args.out_dir.mkdir(parents=True, exist_ok=True)
     if args.summarize:
         return _summarize_csv(args)
-    rows, files = [], {}
+    arms = args.arms or ["shared", "bare"] + (["resnet20"] if args.resnet20_epochs else [])
+    if "resnet20" in arms and not args.resnet20_epochs:
+        p.error("--arms resnet20 needs --resnet20-epochs")
+    kept, files = [], {}
+    if args.append and (args.out_dir / "airbench94_cpu.csv").is_file():
+        kept = [r for r in _read_csv(args) if (r["arm"], int(r["seed"])) not in {(a, s) for a in arms for s in args.seeds}]
+        files = dict(_data_identity()[1])
+    rows = []
+    commit = git_state().get("git_commit", "")
     for i, seed in enumerate(args.seeds):
         order = ["bare", "shared"] if i % 2 == 0 else ["shared", "bare"]
-        if args.resnet20_epochs:
-            order.append("resnet20")
-        for arm in order:
+        for arm in [a for a in order + ["resnet20"] if a in arms]:
             if arm == "bare":
                 row = _run_bare(seed, args)
             elif arm == "shared":
@@ -233,14 +262,16 @@ def main(argv=None) -> int:
                 row = _run_repro(_resnet20_config(args, seed), seed, "resnet20", args)
             files.update({Path(k).name: v for k, v in row.pop("_files").items()})
             row.update(precision=args.precision, threads=args.threads,
-                       epochs=args.resnet20_epochs if arm == "resnet20" else args.epochs)
+                       epochs=args.resnet20_epochs if arm == "resnet20" else args.epochs, git_commit=commit)
             rows.append(row)
             print(json.dumps(row), flush=True)
             with open(args.out_dir / "airbench94_cpu.csv", "w", newline="") as f:  # rewritten after every run
-                w = csv.DictWriter(f, fieldnames=FIELDS)
+                w = csv.DictWriter(f, fieldnames=FIELDS, restval="")
                 w.writeheader()
-                w.writerows(rows)
-    (args.out_dir / "airbench94_cpu.md").write_text(summarize(rows, files, args))
+                w.writerows(kept + rows)
+    if kept:
+        args.seeds = sorted({int(r["seed"]) for r in kept + rows})
+    (args.out_dir / "airbench94_cpu.md").write_text(summarize(kept + rows, files, args))
     print((args.out_dir / "airbench94_cpu.md").read_text())
     return 0
 

@@ -46,3 +46,11 @@ def test_airbench_cpu_benchmark_shared_and_bare_agree(tmp_path, monkeypatch):
     for metric in ("test_accuracy", "test_tta_accuracy"):
         assert abs(float(rows["shared"][metric]) - float(rows["bare"][metric])) <= 0.02, metric
     assert "Fewer than 3 runs per arm" in (out / "airbench94_cpu.md").read_text()
+    # --append adds an arm to the table without rerunning (or dropping) the others
+    assert module.main(["--seeds", "0", "--precision", "fp32", "--threads", "1", "--arms", "resnet20",
+                        "--resnet20-epochs", "1", "--test-subset", "100", "--out-dir", str(out), "--append"]) == 0
+    rows = list(csv.DictReader(open(out / "airbench94_cpu.csv")))
+    assert sorted(r["arm"] for r in rows) == ["bare", "resnet20", "shared"]
+    assert float(next(r for r in rows if r["arm"] == "resnet20")["epochs"]) == 1.0
+    table = (out / "airbench94_cpu.md").read_text()
+    assert "| resnet20 | 1 |" in table and "ResNet-20 (1 epochs, no TTA) vs the bare recipe" in table
