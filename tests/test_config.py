@@ -211,6 +211,11 @@ def test_paper_claim_compares_exactly_one_of_b_threshold_b_metric(tmp_path, monk
     _write_paper(tmp_path, claims=[dict(claim, compare={"a": "a", "b": "b", "b_metric": "n"})])
     with pytest.raises(ConfigError, match=r"claims\.0\.compare"):
         load_paper("p")
+    _write_paper(tmp_path, claims=[dict(claim, compare={"a": "a", "b": "b", "paired": True})])  # pairs by seed
+    assert load_paper("p")["claims"][0]["compare"]["paired"] is True
+    _write_paper(tmp_path, claims=[dict(claim, compare={"a": "a", "threshold": 0.5, "paired": True})])
+    with pytest.raises(ConfigError, match=r"claims\.0\.compare"):  # pairing needs a variant b
+        load_paper("p")
 
 
 def test_paper_variant_typo_fails_at_load(tmp_path, monkeypatch):

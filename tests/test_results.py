@@ -462,6 +462,25 @@ def test_paired_claim_compares_two_metrics_of_the_same_runs():
     assert "`mlp: naive`" in tables.claims_table(aggregate.claims_frame(paper, "toy", "tiny", runs))
 
 
+def test_claim_pairs_two_variants_by_seed():
+    """compare.paired: the per-seed differences are judged, so a shift shared by both variants' seeds (init, data
+    order) cancels; Welch's unpaired test on the same numbers cannot resolve it. A seed on one side only is missing."""
+    import pandas as pd
+
+    runs = pd.DataFrame({"variant": ["alt"] * 4 + ["rand"] * 4, "seed": [3, 0, 1, 2, 0, 1, 2, 3],
+                         "acc": [0.84, 0.80, 0.90, 0.70, 0.79, 0.89, 0.69, 0.83]})  # alt = rand + 0.01 per seed
+    claim = {"id": "alt_beats_rand", "text": "t", "metric": "acc", "direction": "greater"}
+    paper = dict(PAPER, claims=[dict(claim, compare={"a": "alt", "b": "rand", "paired": True}),
+                                dict(claim, id="unpaired", compare={"a": "alt", "b": "rand"})])
+    paired, unpaired = aggregate.claims_frame(paper, "toy", "tiny", runs).itertuples()
+    assert paired.b == "rand (paired by seed)" and paired.verdict == "reproduced"
+    assert paired.effect == pytest.approx(0.01) and paired.ci_low == pytest.approx(0.01)  # zero spread: a point
+    assert paired.mean_b == pytest.approx(0.80) and paired.n_a == paired.n_b == 4
+    assert unpaired.verdict == "inconclusive" and unpaired.effect == pytest.approx(0.01)
+    lone = aggregate.claims_frame(paper, "toy", "tiny", runs[~((runs.variant == "rand") & (runs.seed == 3))]).iloc[0]
+    assert lone.verdict == "inconclusive" and lone.reason.startswith("paired a − b: 1 of 4 values missing")
+
+
 def test_probe_caption_names_the_benchmark_task_apart_from_the_probe():
     from shared.results.readme import probe_caption
 

@@ -124,11 +124,14 @@ CLAIM_SCHEMA = _obj(
         "paper_value": {"type": ["string", "null"]},
         "metric": {"type": "string", "minLength": 1},
         # a vs variant b, a vs a fixed number (threshold: "reaches 94% accuracy"), or metric vs another metric of a's
-        # own runs, paired by run (b_metric: "the permuted barrier is below the naive one"); exactly one of the three
+        # own runs, paired by run (b_metric: "the permuted barrier is below the naive one"); exactly one of the three.
+        # paired (with b only): a's and b's runs of the same seed form a pair (same init and data order), and the
+        # per-seed differences are judged (verdict.judge_paired) instead of two independent samples
         "compare": {**_obj({"a": {"type": "string"}, "b": {"type": "string"}, "threshold": {"type": "number"},
-                            "b_metric": {"type": "string"}},
+                            "b_metric": {"type": "string"}, "paired": {"type": "boolean"}},
                            required=("a",)),
-                    "oneOf": [{"required": ["b"]}, {"required": ["threshold"]}, {"required": ["b_metric"]}]},
+                    "oneOf": [{"required": ["b"]}, {"required": ["threshold"]}, {"required": ["b_metric"]}],
+                    "if": {"required": ["paired"]}, "then": {"required": ["b"]}},
         "direction": {"enum": ["greater", "less"]},
         "margin": {"type": "number", "minimum": 0},
         "profiles": {"type": "array", "items": {"type": "string"}},

@@ -149,6 +149,13 @@ def claims_frame(paper_cfg: dict, slug: str, profile: str, runs: pd.DataFrame) -
         elif b_metric is not None:  # two metrics of the same runs: row i of each list is run i
             b = f"{a}: {b_metric}"
             v = judge_paired(values(a), values(a, b_metric), claim["direction"], margin)
+        elif claim["compare"].get("paired"):  # a's and b's runs of the same seed form a pair
+            b = f"{claim['compare']['b']} (paired by seed)"
+            a_seed, b_seed = (dict(zip(runs.loc[runs["variant"] == v, "seed"], values(v)))
+                              for v in (a, claim["compare"]["b"]))
+            seeds = sorted(set(a_seed) | set(b_seed))  # a seed run on one side only counts as a missing value
+            v = judge_paired([a_seed.get(s, math.nan) for s in seeds], [b_seed.get(s, math.nan) for s in seeds],
+                             claim["direction"], margin)
         else:
             b = claim["compare"]["b"]
             v = judge(values(a), values(b), claim["direction"], margin)

@@ -15,7 +15,10 @@ Rule (also rendered into every paper README and the ledger by ``RULE_TEXT``):
   x) and a one-sample t interval (``judge_threshold``); the rest of the rule is the same.
 * A claim between two metrics of the same runs (``compare: {a, b_metric: N}``, e.g. "after weight matching the barrier
   is lower than before", in the same pairs of networks) uses the per-run differences M − N, d = s · mean(M − N), and
-  a one-sample (paired) t interval over runs (``judge_paired``); the rest of the rule is the same.
+  a one-sample (paired) t interval over runs (``judge_paired``); the rest of the rule is the same. A claim between
+  two variants whose runs of the same seed share their initialization and data order may pair them
+  (``compare: {a, b, paired: true}``): the same paired interval over the per-seed differences, a seed run on one side
+  only counting as a missing value.
 * Zero variance on both sides makes the CI the single point d: then d > m is ``reproduced``, d < m ``not reproduced``
   and d = m ``inconclusive``.
 """
@@ -35,8 +38,8 @@ RULE_TEXT = (
     "**Verdict rule** (`shared/results/verdict.py`). For each claim \"a is greater (or less) than b in metric M\" we "
     "take the effect d = mean(a) − mean(b), signed so that d > 0 points the way the paper claims, and its 95% "
     "confidence interval from Welch's t-test over seeds (for a claim against a fixed number, \"a reaches x\", "
-    "d = mean(a) − x with a one-sample t interval; for two metrics of the same runs, the mean of the per-run "
-    "differences with a paired t interval). **reproduced**: the whole interval lies above the claimed "
+    "d = mean(a) − x with a one-sample t interval; for two metrics of the same runs, or two variants paired by seed "
+    "where a claim says so, the mean of the per-run differences with a paired t interval). **reproduced**: the whole interval lies above the claimed "
     "margin (0 unless the claim gives one); **not reproduced**: the whole interval lies below it (with no margin: "
     "the data exclude the claimed sign); otherwise **inconclusive**. Fewer than 3 seeds on either side, or any "
     "missing value (e.g. a run that never reached the target loss, or a NaN loss after divergence), is "
