@@ -157,9 +157,11 @@ def test_analysis_sizes_come_from_the_runs_profile_never_silently_from_another(t
     assert given["n_images"]["train"] == 40 and len(given["curves"]["naive"]["train"]["loss"]) == 3
 
 
-def test_barriers_over_training_at_the_steps_both_runs_kept(tmp_path, data_root):
+def test_barriers_over_training_at_the_steps_both_runs_kept(tmp_path, data_root, monkeypatch):
     """Kept weights (train.keep_weights_at): at step 0 the pair is one model twice (every barrier 0); at step 10 B is
-    a hidden-unit permutation of A (a naive barrier, none after weight matching); a step only B kept is skipped."""
+    a hidden-unit permutation of A (a naive barrier, none after weight matching); a step only B kept is skipped; step
+    10 holds the final weights, so their barriers are reused, not computed again; a kept last step that is not the
+    final weights is computed."""
     model, fitted = fitted_mlp(run_config(MLP, 0)["data"])
     spec = permutation_spec(model)
     permuted = apply_permutation(spec, random_permutation(spec, torch.Generator().manual_seed(1)), fitted)
@@ -169,7 +171,10 @@ def test_barriers_over_training_at_the_steps_both_runs_kept(tmp_path, data_root)
     for run, kept in ((a, {0: init, 10: fitted}), (b, {0: init, 5: init, 10: permuted})):
         for step, state in kept.items():
             torch.save({"model": state, "step": step}, run / f"weights_{step}.pt")
+    calls, pair_barriers = [], analysis.pair_barriers
+    monkeypatch.setattr(analysis, "pair_barriers", lambda *args, **kw: calls.append(1) or pair_barriers(*args, **kw))
     result = analysis.derived(a, b, tmp_path / "derived.json", n_alphas=5)
+    assert len(calls) == 2  # the final weights and step 0; step 10 is the final weights
     steps = result["over_training"]
     assert steps["step"] == [0, 10]
     assert all(v[0] == 0.0 for v in steps["metrics"].values())
@@ -178,6 +183,10 @@ def test_barriers_over_training_at_the_steps_both_runs_kept(tmp_path, data_root)
     # the last kept step is the final weights: the same barriers as the run's own
     last = steps["metrics"]["naive_train_loss_barrier"][1]
     assert last == pytest.approx(result["metrics"]["naive_train_loss_barrier"])
+    torch.save({"model": init, "step": 10}, a / "weights_10.pt")  # no longer the final weights: computed anew
+    calls.clear()
+    again = analysis.derived(a, b, tmp_path / "derived2.json", n_alphas=5)["over_training"]["metrics"]
+    assert len(calls) == 3 and again["naive_train_loss_barrier"][1] != pytest.approx(last)
     # the README section gets a row per step and the figure
     root = tmp_path / "runs"
     for variant, body in (("mlp_x1", result), ("mlp_x1_partner", {"metrics": {}})):

@@ -109,10 +109,11 @@ def test_prediction_matches_midpoint_excess_for_a_nearby_pair(data_root):
     assert F.cross_entropy(model(batches[0][0]), batches[0][1]) > 0  # model restored and usable
 
 
-def test_layerwise_barriers_over_training_at_the_steps_both_runs_kept(tmp_path, data_root):
+def test_layerwise_barriers_over_training_at_the_steps_both_runs_kept(tmp_path, data_root, monkeypatch):
     """Kept weights (train.keep_weights_at): at step 0 the pair is one model twice (every barrier 0); the last kept
-    step holds the final weights (the run's own layer-wise analysis again); a step only one run kept is skipped; the
-    README section gets a row per step and the figure."""
+    step holds the final weights (the run's own layer-wise analysis, reused: the final weights are analysed once, and
+    a kept last step that is not them is computed); a step only one run kept is skipped; the README section gets a
+    row per step and the figure."""
     _, init = model_state(MLP, 0)
     _, a = model_state(MLP, 0, 3.0)
     _, b = model_state(MLP, 1, 3.0)
@@ -120,7 +121,10 @@ def test_layerwise_barriers_over_training_at_the_steps_both_runs_kept(tmp_path, 
     for run, kept in ((run_a, {0: init, 10: a}), (run_b, {0: init, 5: init, 10: b})):
         for step, state in kept.items():
             torch.save({"model": state, "step": step}, run / f"weights_{step}.pt")
+    calls, layerwise = [], analysis.layerwise
+    monkeypatch.setattr(analysis, "layerwise", lambda *args, **kw: calls.append(1) or layerwise(*args, **kw))
     result = analysis.derived(run_a, run_b, tmp_path / "d.json", n_images=100, n_alphas=3)
+    assert len(calls) == 2  # the final weights and step 0
     steps = result["over_training"]
     assert steps["step"] == [0, 10] and steps["layers"] == ["net.1", "net.4", "net.7"]
     assert all(v[0] == 0.0 for k, v in steps["metrics"].items() if k != "layer_prediction_spearman")
@@ -129,6 +133,10 @@ def test_layerwise_barriers_over_training_at_the_steps_both_runs_kept(tmp_path, 
     assert {k: v[1] for k, v in steps["metrics"].items()} == pytest.approx(final, nan_ok=True)
     assert steps["layer_barrier"][1] == pytest.approx([r["layer_barrier"] for r in result["layers"]])
     assert abs(final["full_midpoint_excess"]) > 1e-4  # the last step differs from step 0: the check is not vacuous
+    torch.save({"model": init, "step": 10}, run_b / "weights_10.pt")  # not the final weights: computed anew
+    calls.clear()
+    again = analysis.derived(run_a, run_b, tmp_path / "d2.json", n_images=100, n_alphas=3)["over_training"]
+    assert len(calls) == 3 and again["metrics"]["full_midpoint_excess"][1] != pytest.approx(final["full_midpoint_excess"])
     root = tmp_path / "runs"
     for variant, body in (("mlp", result), ("mlp_partner", {"metrics": {}})):
         (root / variant / "seed0").mkdir(parents=True)

@@ -85,3 +85,20 @@ def kept_steps(by_variant: dict[str, list[dict]]) -> dict[str, tuple[list[dict],
         if kept:
             out[variant] = kept, sorted(set.intersection(*(set(k["step"]) for k in kept)))
     return out
+
+
+def final_kept_step(kept_a: dict[int, Path], kept_b: dict[int, Path], state_a: dict[str, torch.Tensor],
+                    state_b: dict[str, torch.Tensor]) -> int | None:
+    """The last step both runs of a pair kept weights at (``kept_weights``), if those are exactly the runs' final
+    weights ``state_*``: a pair analysis along training then reuses its analysis of the final weights for that step
+    instead of computing it twice. None if the pair kept no common step or the weights differ."""
+    common = kept_a.keys() & kept_b.keys()
+    if not common:
+        return None
+    last = max(common)
+
+    def same(path: Path, state: dict[str, torch.Tensor]) -> bool:
+        kept = load_checkpoint(path)["model"]
+        return kept.keys() == state.keys() and all(torch.equal(kept[k].cpu(), state[k].cpu()) for k in kept)
+
+    return last if same(kept_a[last], state_a) and same(kept_b[last], state_b) else None
