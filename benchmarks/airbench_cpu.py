@@ -29,6 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import torch
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
@@ -36,10 +37,11 @@ sys.path.insert(0, str(REPO))
 
 from shared.config import resolve_paper_run, run_dir  # noqa: E402
 from shared.data.root import resolve_data_dir  # noqa: E402
+from shared.train.device import device_description  # noqa: E402
 from shared.train.provenance import git_state, library_versions, now  # noqa: E402
 
 FIELDS = ["arm", "seed", "precision", "threads", "epochs", "steps", "test_accuracy", "test_tta_accuracy",
-          "process_wall_s", "run_wall_s", "examples_per_s", "data_variant", "git_commit"]
+          "process_wall_s", "run_wall_s", "examples_per_s", "data_variant", "git_commit", "cpu"]
 ARMS = ("shared", "bare", "resnet20")
 
 # ResNet-20 with the usual CIFAR recipe (He et al. 2016 / the CIFAR baselines here): SGD-Nesterov 0.1, wd 5e-4,
@@ -182,9 +184,14 @@ def summarize(rows: list[dict], files: dict, args) -> str:
                       f"{100 * (mean(r20, 'test_accuracy') - mean(b, 'test_accuracy')):+.2f} points against the "
                       f"recipe's without TTA, {100 * (mean(r20, 'test_accuracy') - mean(b, 'test_tta_accuracy')):+.2f} "
                       "against its TTA accuracy."]
+    cpus = sorted({r.get("cpu") or "not recorded" for r in rows})
+    lines += ["", "CPU of the rows: " + "; ".join(
+        f"{a} {', '.join(sorted({r.get('cpu') or 'not recorded' for r in rs}))}" for a, rs in by_arm.items())
+        if len(cpus) > 1 or cpus != ["not recorded"] else "CPU of the rows: not recorded."]
     if any(r.get("git_commit") for r in rows):
-        lines += ["", "Code of the rows (git commit; rows written before the CSV had the column: not recorded): " +
-                  "; ".join(f"{a} {', '.join(sorted({(r.get('git_commit') or 'not recorded')[:10] for r in rs}))}"
+        lines += ["", "Code of the rows (git commit; rows written before the CSV had the column: not recorded, see "
+                      "the git history of this table): " +
+                  "; ".join(f"{a} {', '.join(sorted({(r.get('git_commit') or '')[:10] or 'not recorded' for r in rs}))}"
                             for a, rs in by_arm.items())]
     variant = next((r["data_variant"] for r in rows if r["data_variant"]), None) or _data_variant()
     lines += ["", f"Data: `{variant}` (this workspace's CIFAR-10 reconstruction unless `cifar10`); sha256 of the files "
@@ -207,8 +214,9 @@ def _summarize_csv(args) -> int:
     args.seeds = sorted({int(r["seed"]) for r in rows})
     commits = sorted({json.loads(m.read_text())["git_commit"][:10]
                       for m in Path(args.runs_dir).glob("airbench/cpu/alternating_flip/seed*/meta.json")})
-    note = (f"\nRebuilt with `--summarize` from the CSV ({len(rows)} runs written so far); code of the kept shared-arm "
-            f"runs: {', '.join(commits) or 'unknown'}. The provenance line above is the rebuild's.\n")
+    kept = f"; code of the kept shared-arm runs: {', '.join(commits)}" if commits else ""
+    note = (f"\nRebuilt with `--summarize` from the CSV ({len(rows)} runs written so far){kept}. The provenance line "
+            "above is the rebuild's.\n")
     (args.out_dir / "airbench94_cpu.md").write_text(summarize(rows, files, args) + note)
     print((args.out_dir / "airbench94_cpu.md").read_text())
     return 0
@@ -251,6 +259,7 @@ def main(argv=None) -> int:
         files = dict(_data_identity()[1])
     rows = []
     commit = git_state().get("git_commit", "")
+    cpu = device_description(torch.device("cpu")).rsplit(",", 1)[0].removeprefix("cpu: ")  # model (ISA); no threads
     for i, seed in enumerate(args.seeds):
         order = ["bare", "shared"] if i % 2 == 0 else ["shared", "bare"]
         for arm in [a for a in order + ["resnet20"] if a in arms]:
@@ -262,7 +271,8 @@ def main(argv=None) -> int:
                 row = _run_repro(_resnet20_config(args, seed), seed, "resnet20", args)
             files.update({Path(k).name: v for k, v in row.pop("_files").items()})
             row.update(precision=args.precision, threads=args.threads,
-                       epochs=args.resnet20_epochs if arm == "resnet20" else args.epochs, git_commit=commit)
+                       epochs=args.resnet20_epochs if arm == "resnet20" else args.epochs, git_commit=commit,
+                       cpu=cpu)
             rows.append(row)
             print(json.dumps(row), flush=True)
             with open(args.out_dir / "airbench94_cpu.csv", "w", newline="") as f:  # rewritten after every run
