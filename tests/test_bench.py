@@ -53,5 +53,5 @@ def test_airbench_cpu_benchmark_shared_and_bare_agree(tmp_path, monkeypatch):
     assert sorted(r["arm"] for r in rows) == ["bare", "resnet20", "shared"]
     assert float(next(r for r in rows if r["arm"] == "resnet20")["epochs"]) == 1.0
     table = (out / "airbench94_cpu.md").read_text()
-    assert "| resnet20 | 1 |" in table and "ResNet-20 (1 epochs, no TTA) vs the bare recipe" in table
+    assert "| resnet20, 1 epochs | 1 |" in table and "ResNet-20 (1 epochs, no TTA) vs the bare recipe" in table
     assert all(r["cpu"] for r in rows) and "CPU of the rows: shared " in table  # each row names its CPU
