@@ -240,7 +240,7 @@ def main(argv=None) -> int:
     p.add_argument("--arms", nargs="+", choices=ARMS,
                    help="run only these arms (default: shared and bare, plus resnet20 with --resnet20-epochs)")
     p.add_argument("--append", action="store_true",
-                   help="keep the existing CSV's rows of other (arm, seed) pairs and add these runs' rows to them")
+                   help="keep the existing CSV's rows of other (arm, seed, epochs) and add these runs' rows to them")
     p.add_argument("--out-dir", type=Path, default=REPO / "results" / "benchmarks")
     p.add_argument("--runs-dir", type=Path, default=REPO / "runs",
                    help="where a shared-arm run at the cpu profile's exact config is kept as that profile's run")
@@ -255,7 +255,9 @@ def main(argv=None) -> int:
         p.error("--arms resnet20 needs --resnet20-epochs")
     kept, files = [], {}
     if args.append and (args.out_dir / "airbench94_cpu.csv").is_file():
-        kept = [r for r in _read_csv(args) if (r["arm"], int(r["seed"])) not in {(a, s) for a in arms for s in args.seeds}]
+        budget = lambda arm: args.resnet20_epochs if arm == "resnet20" else args.epochs  # noqa: E731
+        rerun = {(a, s, float(budget(a))) for a in arms for s in args.seeds}  # a ResNet-20 budget of its own
+        kept = [r for r in _read_csv(args) if (r["arm"], int(r["seed"]), float(r["epochs"])) not in rerun]
         files = dict(_data_identity()[1])
     rows = []
     commit = git_state().get("git_commit", "")

@@ -55,3 +55,9 @@ def test_airbench_cpu_benchmark_shared_and_bare_agree(tmp_path, monkeypatch):
     table = (out / "airbench94_cpu.md").read_text()
     assert "| resnet20, 1 epochs | 1 |" in table and "ResNet-20 (1 epochs, no TTA) vs the bare recipe" in table
     assert all(r["cpu"] for r in rows) and "CPU of the rows: shared " in table  # each row names its CPU
+    # another ResNet-20 budget is added beside the first, not in its place
+    assert module.main(["--seeds", "0", "--precision", "fp32", "--threads", "1", "--arms", "resnet20",
+                        "--resnet20-epochs", "0.5", "--test-subset", "100", "--out-dir", str(out), "--append"]) == 0
+    assert sorted(float(r["epochs"]) for r in csv.DictReader(open(out / "airbench94_cpu.csv"))
+                  if r["arm"] == "resnet20") == [0.5, 1.0]
+    assert "| resnet20, 0.5 epochs | 1 |" in (out / "airbench94_cpu.md").read_text()
