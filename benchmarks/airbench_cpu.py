@@ -184,15 +184,14 @@ def summarize(rows: list[dict], files: dict, args) -> str:
                       f"{100 * (mean(r20, 'test_accuracy') - mean(b, 'test_accuracy')):+.2f} points against the "
                       f"recipe's without TTA, {100 * (mean(r20, 'test_accuracy') - mean(b, 'test_tta_accuracy')):+.2f} "
                       "against its TTA accuracy."]
-    cpus = sorted({r.get("cpu") or "not recorded" for r in rows})
-    lines += ["", "CPU of the rows: " + "; ".join(
-        f"{a} {', '.join(sorted({r.get('cpu') or 'not recorded' for r in rs}))}" for a, rs in by_arm.items())
-        if len(cpus) > 1 or cpus != ["not recorded"] else "CPU of the rows: not recorded."]
+    def per_arm(key: str, width: int | None = None) -> str:  # each arm's distinct values of a provenance column
+        return "; ".join(f"{a} {', '.join(sorted({(r.get(key) or '')[:width] or 'not recorded' for r in rs}))}"
+                         for a, rs in by_arm.items())
+
+    lines += ["", "CPU of the rows: " + (per_arm("cpu") if any(r.get("cpu") for r in rows) else "not recorded.")]
     if any(r.get("git_commit") for r in rows):
         lines += ["", "Code of the rows (git commit; rows written before the CSV had the column: not recorded, see "
-                      "the git history of this table): " +
-                  "; ".join(f"{a} {', '.join(sorted({(r.get('git_commit') or '')[:10] or 'not recorded' for r in rs}))}"
-                            for a, rs in by_arm.items())]
+                      "the git history of this table): " + per_arm("git_commit", 10)]
     variant = next((r["data_variant"] for r in rows if r["data_variant"]), None) or _data_variant()
     lines += ["", f"Data: `{variant}` (this workspace's CIFAR-10 reconstruction unless `cifar10`); sha256 of the files "
                   "read: " + ", ".join(f"`{k}` {v[:12]}…" for k, v in sorted(files.items())), "",

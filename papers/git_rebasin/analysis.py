@@ -35,10 +35,10 @@ from shared.data import ClassificationData, load_data
 from shared.data.augment import normalize
 from shared.landscape import (activation_matching, apply_permutation, evaluate_loss, interpolate_state_dicts,
                               loss_barrier, permutation_spec, reset_bn_stats, weight_matching)
-from shared.landscape.runs import final_kept_step, image_batches, kept_steps, load_run, pair_settings
+from shared.landscape.runs import analyse_kept_steps, image_batches, kept_steps, load_run, pair_settings
 from shared.models import create_model
 from shared.results.tables import values_mean_std
-from shared.train.checkpoint import kept_weights, load_checkpoint
+from shared.train.checkpoint import kept_weights
 
 PARTNER_SUFFIX = "_partner"  # variant V's pair partner is V + PARTNER_SUFFIX (config.yaml: seed_offset 1000)
 # per profile: images per split for the barrier and the number of alphas on [0, 1]; tiny ≲ 20 s per pair on one core
@@ -96,26 +96,20 @@ def pair_barriers(model: nn.Module, state_a: dict, state_b: dict, splits: dict[s
 
 
 def over_training(model: nn.Module, kept_a: dict[int, Path], kept_b: dict[int, Path], splits: dict[str, list],
-                  n_alphas: int, seed: int = 0, known: dict[int, dict] | None = None) -> dict:
+                  n_alphas: int, final: tuple, seed: int = 0) -> dict:
     """The pair's barriers at each step both runs kept weights (``kept_*``: ``kept_weights`` of each run, from
     ``train.keep_weights_at``): the "training time" axis of the paper's abstract (barrier vs training step). The
-    permutation is found anew at every step, from that step's weights; ``known`` (step → metrics) holds steps already
-    analysed (the final weights). Returns ``{"step": steps, "metrics": {name: [value per step]}}`` with
-    ``pair_barriers``' metric names."""
+    permutation is found anew at every step, from that step's weights; ``final`` = (final state a, final state b,
+    their metrics), reused at a kept step that holds the final weights (``analyse_kept_steps``). Returns
+    ``{"step": steps, "metrics": {name: [value per step]}}`` with ``pair_barriers``' metric names."""
     device = next(model.parameters()).device
-    steps = sorted(kept_a.keys() & kept_b.keys())
-    known = known or {}
+    barriers = lambda a, b: pair_barriers(model, a, b, splits, n_alphas, seed=seed)[0]  # noqa: E731
+    by_step = analyse_kept_steps(kept_a, kept_b, barriers, final, device)
     per_step: dict[str, list[float]] = {}
-    for step in steps:
-        if step in known:
-            metrics = known[step]
-        else:
-            state_a, state_b = ({k: v.to(device) for k, v in load_checkpoint(kept[step])["model"].items()}
-                                for kept in (kept_a, kept_b))
-            metrics, _ = pair_barriers(model, state_a, state_b, splits, n_alphas, seed=seed)
+    for metrics in by_step.values():
         for name, value in metrics.items():
             per_step.setdefault(name, []).append(value)
-    return {"step": steps, "metrics": per_step}
+    return {"step": list(by_step), "metrics": per_step}
 
 
 def _same_setting(cfg_a: dict, cfg_b: dict) -> bool:
@@ -142,13 +136,11 @@ def derived(run_dir: str | Path, partner_dir: str | Path | None, out: str | Path
                   "partner": str(partner_dir)}
         kept_a, kept_b = kept_weights(run_dir), kept_weights(partner_dir)
         if kept_a.keys() & kept_b.keys():  # weights kept along training: the barriers at each common step too
-            last = final_kept_step(kept_a, kept_b, run_a.state, run_b.state)
             result["over_training"] = over_training(run_a.model, kept_a, kept_b, splits, settings["n_alphas"],
-                                                    seed=run_a.meta["config"]["seed"],
-                                                    known={} if last is None else {last: metrics})
+                                                    (run_a.state, run_b.state, metrics),
+                                                    seed=run_a.meta["config"]["seed"])
     Path(out).write_text(json.dumps(result, indent=2))
     return result
-
 
 
 def collect(runs_root: str | Path) -> dict[str, list[dict]]:

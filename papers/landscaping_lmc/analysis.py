@@ -43,11 +43,11 @@ from scipy.stats import spearmanr
 from shared.data import load_data
 from shared.data.augment import normalize
 from shared.landscape import evaluate_loss, flatten, interpolate_state_dicts, loss_barrier, make_hvp, reset_bn_stats
-from shared.landscape.runs import final_kept_step, image_batches, kept_steps, load_run, pair_settings
+from shared.landscape.runs import analyse_kept_steps, image_batches, kept_steps, load_run, pair_settings
 from shared.models import create_model
 from shared.models.mlp import MLP
 from shared.results.tables import values_mean_std
-from shared.train.checkpoint import kept_weights, load_checkpoint
+from shared.train.checkpoint import kept_weights
 
 PARTNER_SUFFIX = "_partner"
 SETTINGS = {"smoke": {"n_images": 64, "n_alphas": 3}, "tiny": {"n_images": 256, "n_alphas": 5},
@@ -127,23 +127,16 @@ OVER_TRAINING_LAYER_KEYS = ("layer_barrier", "layer_midpoint_excess", "layer_pre
 
 
 def over_training(model: nn.Module, kept_a: dict[int, Path], kept_b: dict[int, Path], batches: list,
-                  n_alphas: int, known: dict[int, dict] | None = None) -> dict:
-    """``layerwise`` at each step both runs kept weights (``kept_*``: ``kept_weights`` of each run); ``known`` (step →
-    ``layerwise`` result) holds steps already analysed (the final weights). Returns ``{"step": steps, "layers":
-    names, "metrics": {name: [value per step]}, key: [[value per layer] per step]}`` for the keys in
-    ``OVER_TRAINING_LAYER_KEYS``."""
+                  n_alphas: int, final: tuple) -> dict:
+    """``layerwise`` at each step both runs kept weights (``kept_*``: ``kept_weights`` of each run); ``final`` =
+    (final state a, final state b, their ``layerwise`` result), reused at a kept step that holds the final weights
+    (``analyse_kept_steps``). Returns ``{"step": steps, "layers": names, "metrics": {name: [value per step]}, key:
+    [[value per layer] per step]}`` for the keys in ``OVER_TRAINING_LAYER_KEYS``."""
     device = next(model.parameters()).device
-    steps = sorted(kept_a.keys() & kept_b.keys())
-    known = known or {}
-    out: dict = {"step": steps, "layers": list(layer_groups(model)), "metrics": {},
+    by_step = analyse_kept_steps(kept_a, kept_b, lambda a, b: layerwise(model, a, b, batches, n_alphas), final, device)
+    out: dict = {"step": list(by_step), "layers": list(layer_groups(model)), "metrics": {},
                  **{k: [] for k in OVER_TRAINING_LAYER_KEYS}}
-    for step in steps:
-        if step in known:
-            at = known[step]
-        else:
-            state_a, state_b = ({k: v.to(device) for k, v in load_checkpoint(kept[step])["model"].items()}
-                                for kept in (kept_a, kept_b))
-            at = layerwise(model, state_a, state_b, batches, n_alphas)
+    for at in by_step.values():
         for name, value in at["metrics"].items():
             out["metrics"].setdefault(name, []).append(value)
         for key in OVER_TRAINING_LAYER_KEYS:
@@ -169,12 +162,10 @@ def derived(run_dir, partner_dir, out, device: str = "cpu", n_images: int | None
         result = {**final, "n_images": sum(len(y) for _, y in batches), "partner": str(partner_dir)}
         kept_a, kept_b = kept_weights(run_dir), kept_weights(partner_dir)
         if kept_a.keys() & kept_b.keys():  # weights kept along training: the same analysis at each common step
-            last = final_kept_step(kept_a, kept_b, state_a, state_b)
             result["over_training"] = over_training(model, kept_a, kept_b, batches, settings["n_alphas"],
-                                                    known={} if last is None else {last: final})
+                                                    (state_a, state_b, final))
     Path(out).write_text(json.dumps(result, indent=2))
     return result
-
 
 
 def over_training_rows(by_variant: dict[str, list[dict]]) -> list[dict]:

@@ -57,7 +57,6 @@ def singular_values(kwargs: dict, placement: str, n_layer: int, seed: int, token
     return block_jacobian_singular_values(model.blocks, h0[0])
 
 
-
 def main(profile: str, out_dir: str | Path, factors=DEPTH_FACTORS, seeds=SEEDS, tokens: int = TOKENS) -> list[dict]:
     """Every placement x depth x seed; ``results.csv``, ``jacobian.png`` and ``section.md`` in ``out_dir``."""
     kwargs = profile_model(profile)

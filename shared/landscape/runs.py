@@ -87,18 +87,24 @@ def kept_steps(by_variant: dict[str, list[dict]]) -> dict[str, tuple[list[dict],
     return out
 
 
-def final_kept_step(kept_a: dict[int, Path], kept_b: dict[int, Path], state_a: dict[str, torch.Tensor],
-                    state_b: dict[str, torch.Tensor]) -> int | None:
-    """The last step both runs of a pair kept weights at (``kept_weights``), if those are exactly the runs' final
-    weights ``state_*``: a pair analysis along training then reuses its analysis of the final weights for that step
-    instead of computing it twice. None if the pair kept no common step or the weights differ."""
-    common = kept_a.keys() & kept_b.keys()
-    if not common:
-        return None
-    last = max(common)
+def analyse_kept_steps(kept_a: dict[int, Path], kept_b: dict[int, Path], analyse,
+                       final: tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], object],
+                       device: str | torch.device = "cpu") -> dict:
+    """``analyse(state_a, state_b)`` at every step both runs of a pair kept weights (``kept_weights``, from
+    ``train.keep_weights_at``), by step in step order. ``final`` = (run a's final weights, run b's, their analysis):
+    the last common step reuses that analysis instead of computing it twice when its kept weights are exactly the
+    final ones (compared tensor by tensor)."""
+    steps = sorted(kept_a.keys() & kept_b.keys())
+    state_a, state_b, final_result = final
+    out = {}
+    for step in steps:
+        kept = [load_checkpoint(k[step])["model"] for k in (kept_a, kept_b)]
+        if step == steps[-1] and all(_same_weights(k, s) for k, s in zip(kept, (state_a, state_b))):
+            out[step] = final_result
+        else:
+            out[step] = analyse(*({k: v.to(device) for k, v in state.items()} for state in kept))
+    return out
 
-    def same(path: Path, state: dict[str, torch.Tensor]) -> bool:
-        kept = load_checkpoint(path)["model"]
-        return kept.keys() == state.keys() and all(torch.equal(kept[k].cpu(), state[k].cpu()) for k in kept)
 
-    return last if same(kept_a[last], state_a) and same(kept_b[last], state_b) else None
+def _same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k].cpu(), b[k].cpu()) for k in a)
