@@ -29,7 +29,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import torch
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
@@ -37,7 +36,7 @@ sys.path.insert(0, str(REPO))
 
 from shared.config import resolve_paper_run, run_dir  # noqa: E402
 from shared.data.root import resolve_data_dir  # noqa: E402
-from shared.train.device import device_description  # noqa: E402
+from shared.train.device import cpu_description  # noqa: E402
 from shared.train.provenance import git_state, library_versions, now  # noqa: E402
 
 FIELDS = ["arm", "seed", "precision", "threads", "epochs", "steps", "test_accuracy", "test_tta_accuracy",
@@ -53,6 +52,11 @@ RESNET20 = {
     "schedule": {"name": "cosine", "kwargs": {}},
     "train": {"batch_size": 128, "eval_batch_size": 1000, "channels_last": True, "log_every": 50},
 }
+
+
+def _epochs(args, arm: str) -> float:
+    """The arm's epoch budget: ResNet-20's own, the recipe's for the airbench arms."""
+    return args.resnet20_epochs if arm == "resnet20" else args.epochs
 
 
 def _shared_config(args, seed: int) -> dict:
@@ -254,13 +258,12 @@ def main(argv=None) -> int:
         p.error("--arms resnet20 needs --resnet20-epochs")
     kept, files = [], {}
     if args.append and (args.out_dir / "airbench94_cpu.csv").is_file():
-        budget = lambda arm: args.resnet20_epochs if arm == "resnet20" else args.epochs  # noqa: E731
-        rerun = {(a, s, float(budget(a))) for a in arms for s in args.seeds}  # a ResNet-20 budget of its own
+        rerun = {(a, s, float(_epochs(args, a))) for a in arms for s in args.seeds}  # a ResNet-20 budget of its own
         kept = [r for r in _read_csv(args) if (r["arm"], int(r["seed"]), float(r["epochs"])) not in rerun]
         files = dict(_data_identity()[1])
     rows = []
     commit = git_state().get("git_commit", "")
-    cpu = device_description(torch.device("cpu")).rsplit(",", 1)[0].removeprefix("cpu: ")  # model (ISA); no threads
+    cpu = cpu_description()
     for i, seed in enumerate(args.seeds):
         order = ["bare", "shared"] if i % 2 == 0 else ["shared", "bare"]
         for arm in [a for a in order + ["resnet20"] if a in arms]:
@@ -272,8 +275,7 @@ def main(argv=None) -> int:
                 row = _run_repro(_resnet20_config(args, seed), seed, "resnet20", args)
             files.update({Path(k).name: v for k, v in row.pop("_files").items()})
             row.update(precision=args.precision, threads=args.threads,
-                       epochs=args.resnet20_epochs if arm == "resnet20" else args.epochs, git_commit=commit,
-                       cpu=cpu)
+                       epochs=_epochs(args, arm), git_commit=commit, cpu=cpu)
             rows.append(row)
             print(json.dumps(row), flush=True)
             with open(args.out_dir / "airbench94_cpu.csv", "w", newline="") as f:  # rewritten after every run

@@ -237,8 +237,11 @@ def test_cpu_device_description_names_the_kernels_isa(monkeypatch):
     differently, so only runs with the same ISA are expected to match bit for bit."""
     import torch
 
-    from shared.train.device import device_description
+    from shared.train.device import cpu_description, device_description
 
     monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX512")
     monkeypatch.setattr(torch, "get_num_threads", lambda: 3)
     assert device_description(torch.device("cpu")).endswith(" (AVX512), 3 threads")
+    # the CPU alone (the benchmark's rows): model and ISA, no device type or threads
+    assert cpu_description().endswith(" (AVX512)") and device_description(torch.device("cpu")) == \
+        f"cpu: {cpu_description()}, 3 threads"

@@ -30,6 +30,11 @@ def device_description(device: torch.device) -> str:
     the same seed can end a few ULPs (and, after many steps, more) apart: the ISA says which runs should match."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
+    return f"{device.type}: {cpu_description()}, {torch.get_num_threads()} threads"
+
+
+def cpu_description() -> str:
+    """The CPU model and, in parentheses, the vector instructions torch's kernels use, e.g. "AMD EPYC (AVX512)"."""
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as f:
@@ -37,7 +42,7 @@ def device_description(device: torch.device) -> str:
     except OSError:
         pass
     isa = getattr(torch.backends.cpu, "get_cpu_capability", lambda: "")()
-    return f"{device.type}: {cpu}{f' ({isa})' if isa else ''}, {torch.get_num_threads()} threads"
+    return f"{cpu}{f' ({isa})' if isa else ''}"
 
 
 def cpu_supports_bf16() -> bool:
