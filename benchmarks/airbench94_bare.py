@@ -2,7 +2,8 @@
 recipe run through the shared trainer (``repro run airbench ...``). Keller Jordan, "94% on CIFAR-10 in 3.29 Seconds
 on a Single GPU", arXiv:2404.00498; follows KellerJordan/cifar10-airbench ``legacy/airbench94.py``, with three
 changes so it runs here: CIFAR-10 is read from the python pickle batches under ``--data-dir`` (no torchvision
-download), precision is autocast (``fp32`` | ``bf16`` | ``fp16`` on CUDA) instead of ``net.half()``, and CPU works.
+download), precision is autocast (``fp32`` | ``bf16`` | ``fp16`` on CUDA) instead of ``net.half()``, and CPU works
+(there, as the shared trainer, glibc keeps freed memory for reuse unless ``--malloc system``).
 
     python benchmarks/airbench94_bare.py --data-dir ../shared/datasets --seeds 0 1 2 --precision fp32
     python benchmarks/airbench94_bare.py --data-dir ../shared/datasets --steps 5     # throughput only
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ctypes
 import hashlib
 import json
 import math
@@ -221,6 +223,17 @@ def main_run(args, seed, data, device):
             "wall_time_s": wall, "examples_per_s": train_images / train_time}
 
 
+def retain_freed_memory() -> str:
+    """glibc malloc: reuse freed blocks instead of unmapping them (mmap off, trim above 2 GiB), as the shared trainer
+    does on CPU (shared/train/device.py, ``retain_freed_memory``, why); "retained", or "system" where not glibc."""
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return "system"
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    return "retained" if mallopt(-4, 0) == 1 and mallopt(-1, 2**31 - 1) == 1 else "system"  # M_MMAP_MAX, M_TRIM_...
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data-dir", default="data")
@@ -236,7 +249,10 @@ def main():
     p.add_argument("--test-subset", type=int, default=None)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--malloc", choices=["retain", "system"], default="retain",
+                   help="retain: keep freed memory for reuse, as the shared trainer on CPU; system: glibc's defaults")
     args = p.parse_args()
+    malloc = retain_freed_memory() if args.malloc == "retain" and torch.device(args.device).type == "cpu" else "system"
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -246,7 +262,7 @@ def main():
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{cpu}, {torch.get_num_threads()} threads"
     for seed in args.seeds:
         out = main_run(args, seed, data, device)
-        print(json.dumps({**out, "precision": args.precision, "width": args.width, "device": where,
+        print(json.dumps({**out, "precision": args.precision, "width": args.width, "device": where, "malloc": malloc,
                           "torch": torch.__version__, "data_sha256": data[4]}), flush=True)
 
 

@@ -36,11 +36,11 @@ sys.path.insert(0, str(REPO))
 
 from shared.config import resolve_paper_run, run_dir  # noqa: E402
 from shared.data.root import resolve_data_dir  # noqa: E402
-from shared.train.device import cpu_description  # noqa: E402
+from shared.train.device import MALLOC_ENV, cpu_description  # noqa: E402
 from shared.train.provenance import git_state, library_versions, now  # noqa: E402
 
 FIELDS = ["arm", "seed", "precision", "threads", "epochs", "steps", "test_accuracy", "test_tta_accuracy",
-          "process_wall_s", "run_wall_s", "examples_per_s", "data_variant", "git_commit", "cpu"]
+          "process_wall_s", "run_wall_s", "examples_per_s", "data_variant", "git_commit", "cpu", "malloc"]
 ARMS = ("shared", "bare", "resnet20")
 
 # ResNet-20 with the usual CIFAR recipe (He et al. 2016 / the CIFAR baselines here): SGD-Nesterov 0.1, wd 5e-4,
@@ -101,7 +101,7 @@ def _run_repro(cfg: dict, seed: int, arm: str, args) -> dict:
         device = [] if as_profile else ["--device", "cpu"]  # the profile's run exactly as the workflow starts it
         subprocess.run([sys.executable, "-m", "shared.cli", "run", *how, "--seed", str(seed), "--threads",
                         str(args.threads), *device, "--out", str(out)],
-                       check=True, cwd=REPO, stdout=subprocess.DEVNULL)
+                       check=True, cwd=REPO, stdout=subprocess.DEVNULL, env={**os.environ, MALLOC_ENV: args.malloc})
         wall = time.perf_counter() - t0
         final = json.loads((out / "final.json").read_text())
         meta = json.loads((out / "meta.json").read_text())
@@ -111,13 +111,13 @@ def _run_repro(cfg: dict, seed: int, arm: str, args) -> dict:
     return {"arm": arm, "seed": seed, "steps": final["step"], "test_accuracy": m["test_accuracy"],
             "test_tta_accuracy": m.get("test_tta_accuracy", ""), "process_wall_s": wall,
             "run_wall_s": final["wall_time_s"], "examples_per_s": statistics.median(rates) if rates else "",
-            "data_variant": meta["data"]["variant"], "_files": meta["data"]["files"]}
+            "data_variant": meta["data"]["variant"], "malloc": meta.get("malloc", ""), "_files": meta["data"]["files"]}
 
 
 def _run_bare(seed: int, args) -> dict:
     cmd = [sys.executable, str(REPO / "benchmarks" / "airbench94_bare.py"), "--data-dir", str(resolve_data_dir()),
            "--seeds", str(seed), "--precision", args.precision, "--threads", str(args.threads),
-           "--epochs", str(args.epochs), "--width", str(args.width), "--device", "cpu"]
+           "--epochs", str(args.epochs), "--width", str(args.width), "--device", "cpu", "--malloc", args.malloc]
     if args.batch_size:
         cmd += ["--batch-size", str(args.batch_size)]
     for key in ("subset_per_class", "test_subset"):
@@ -129,7 +129,8 @@ def _run_bare(seed: int, args) -> dict:
     r = json.loads(out.strip().splitlines()[-1])
     return {"arm": "bare", "seed": seed, "steps": r["steps"], "test_accuracy": r["test_accuracy"],
             "test_tta_accuracy": r["test_tta_accuracy"], "process_wall_s": wall, "run_wall_s": r["wall_time_s"],
-            "examples_per_s": r["examples_per_s"], "data_variant": _data_variant(), "_files": r["data_sha256"]}
+            "examples_per_s": r["examples_per_s"], "data_variant": _data_variant(), "malloc": r["malloc"],
+            "_files": r["data_sha256"]}
 
 
 @functools.lru_cache(maxsize=1)
@@ -193,6 +194,9 @@ def summarize(rows: list[dict], files: dict, args) -> str:
                          for a, rs in by_arm.items())
 
     lines += ["", "CPU of the rows: " + (per_arm("cpu") if any(r.get("cpu") for r in rows) else "not recorded.")]
+    if any(r.get("malloc") for r in rows):  # retained: glibc keeps freed memory for reuse (retain_freed_memory)
+        lines += ["", "malloc of the rows (retained: freed memory kept for reuse; system: glibc's defaults; not "
+                      "recorded: rows from before the column, glibc's defaults): " + per_arm("malloc")]
     if any(r.get("git_commit") for r in rows):
         lines += ["", "Code of the rows (git commit; rows written before the CSV had the column: not recorded, see "
                       "the git history of this table): " + per_arm("git_commit", 10)]
@@ -247,6 +251,9 @@ def main(argv=None) -> int:
     p.add_argument("--out-dir", type=Path, default=REPO / "results" / "benchmarks")
     p.add_argument("--runs-dir", type=Path, default=REPO / "runs",
                    help="where a shared-arm run at the cpu profile's exact config is kept as that profile's run")
+    p.add_argument("--malloc", choices=["retain", "system"], default="retain",
+                   help="both airbench arms: glibc keeps freed memory for reuse (the shared trainer's CPU default, "
+                        "shared.train.device.retain_freed_memory) or its system defaults (the rows before 2026-12-07)")
     p.add_argument("--summarize", action="store_true",
                    help="only rebuild the .md from an existing .csv (e.g. of an interrupted benchmark)")
     args = p.parse_args(argv)

@@ -245,3 +245,54 @@ def test_cpu_device_description_names_the_kernels_isa(monkeypatch):
     # the CPU alone (the benchmark's rows): model and ISA, no device type or threads
     assert cpu_description().endswith(" (AVX512)") and device_description(torch.device("cpu")) == \
         f"cpu: {cpu_description()}, 3 threads"
+
+
+REFAULTS = """
+import resource
+import torch
+from shared.train.device import retain_freed_memory
+how = retain_freed_memory()
+faulted = 0
+for _ in range(16):  # a 64 MiB block (above glibc's largest mmap threshold), allocated, written and freed
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    torch.empty(2**24).fill_(1)
+    faulted += resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before >= 16  # 4 KiB pages, or 2 MiB with THP
+print(how, faulted)
+"""
+
+
+def _subprocess(args: list[str], malloc: str) -> str:
+    import os
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, *args], env={**os.environ, "REPRO_MALLOC": malloc}, capture_output=True,
+                          text=True, check=True).stdout
+
+
+@pytest.mark.skipif(__import__("platform").libc_ver()[0] != "glibc", reason="mallopt is glibc's")
+def test_retained_freed_memory_is_reused_without_page_faults():
+    """glibc's defaults unmap a freed 64 MiB block, so the next one faults its pages in (and the kernel zero-fills
+    them) again; retained, a freed block is reused as it is. ``$REPRO_MALLOC=system`` leaves the defaults."""
+    system, retained = (_subprocess(["-c", REFAULTS], m).split() for m in ("system", "retain"))
+    assert system[0] == "system" and retained[0] == "retained"
+    # blocks faulted in anew: every one with the defaults; retained, only the first few (until the heap has a hole
+    # of the block's size that nothing small lands in)
+    assert int(system[1]) == 16 and int(retained[1]) <= 6
+
+
+@pytest.mark.skipif(__import__("platform").libc_ver()[0] != "glibc", reason="mallopt is glibc's")
+def test_retained_freed_memory_changes_no_result(data_root, tmp_path):
+    """Where tensors live is not what is computed: a run with freed memory retained (the CPU default) ends with the
+    same metrics, to the last bit, as with glibc's defaults."""
+    import yaml
+
+    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(cifar_cfg()))
+    finals = {}
+    for malloc in ("system", "retain"):
+        _subprocess(["-m", "shared.cli", "run", "--config", str(tmp_path / "cfg.yaml"), "--out",
+                     str(tmp_path / malloc)], malloc)
+        finals[malloc] = json.loads((tmp_path / malloc / "final.json").read_text())["metrics"]
+        assert json.loads((tmp_path / malloc / "meta.json").read_text())["malloc"] == \
+            {"system": "system", "retain": "retained"}[malloc]
+    assert finals["system"] == finals["retain"]

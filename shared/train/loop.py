@@ -31,8 +31,8 @@ from shared.models import create_model
 from shared.optim import OPTIMIZERS, create_optimizer, create_scheduler
 from shared.probes import FixedBatch, create_probes, state_bytes_per_param
 from shared.train.checkpoint import load_checkpoint, save_checkpoint, weights_path
-from shared.train.device import (autocast, cpu_supports_bf16, device_description, resolve_device, rng_state,
-                                 seed_everything, set_rng_state)
+from shared.train.device import (autocast, cpu_supports_bf16, device_description, resolve_device,
+                                 retain_freed_memory, rng_state, seed_everything, set_rng_state)
 from shared.train.evaluate import evaluate
 from shared.train.logger import MetricsLog
 from shared.train.lookahead import Lookahead
@@ -140,6 +140,7 @@ def run(cfg: dict, out_dir: str | Path, *, resume: bool = False, meta: dict | No
 
     seed_everything(cfg["seed"])
     device = resolve_device(cfg["device"])
+    malloc = retain_freed_memory() if device.type == "cpu" else None  # CPU: reuse freed activations (its docstring)
     data, task, model, batches, total = build(cfg, device)
     keep_at = set(cfg["train"]["keep_weights_at"])
     if keep_at and max(keep_at) > total:
@@ -183,7 +184,7 @@ def run(cfg: dict, out_dir: str | Path, *, resume: bool = False, meta: dict | No
 
     info = dict(meta or {})
     info.update(config=cfg, config_hash=config_hash(cfg), seed=info.get("seed", cfg["seed"]), run_seed=cfg["seed"],
-                device=device_description(device),
+                device=device_description(device), **({"malloc": malloc} if malloc else {}),
                 device_type=device.type, precision=tr["precision"], task=task, total_steps=total,
                 n_params=sum(p.numel() for p in model.parameters()), data=data.info, versions=library_versions(),
                 start_time=now(), resumed_from_step=st.step if resumed else None, **git_state())
