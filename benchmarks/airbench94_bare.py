@@ -231,7 +231,8 @@ def retain_freed_memory() -> str:
     except (OSError, AttributeError):
         return "system"
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    return "retained" if mallopt(-4, 0) == 1 and mallopt(-1, 2**31 - 1) == 1 else "system"  # M_MMAP_MAX, M_TRIM_...
+    ok = mallopt(-4, 0) == 1 and mallopt(-1, 2**31 - 1) == 1  # -4: M_MMAP_MAX, -1: M_TRIM_THRESHOLD; 1: success
+    return "retained" if ok else "system"
 
 
 def main():
