@@ -2,6 +2,10 @@
 import json
 import logging
 import math
+import os
+import platform
+import subprocess
+import sys
 import warnings
 
 import pytest
@@ -261,16 +265,15 @@ print(how, faulted)
 """
 
 
-def _subprocess(args: list[str], malloc: str) -> str:
-    import os
-    import subprocess
-    import sys
+GLIBC = platform.libc_ver()[0] == "glibc"
 
+
+def _subprocess(args: list[str], malloc: str) -> str:
     return subprocess.run([sys.executable, *args], env={**os.environ, "REPRO_MALLOC": malloc}, capture_output=True,
                           text=True, check=True).stdout
 
 
-@pytest.mark.skipif(__import__("platform").libc_ver()[0] != "glibc", reason="mallopt is glibc's")
+@pytest.mark.skipif(not GLIBC, reason="mallopt is glibc's")
 def test_retained_freed_memory_is_reused_without_page_faults():
     """glibc's defaults unmap a freed 64 MiB block, so the next one faults its pages in (and the kernel zero-fills
     them) again; retained, a freed block is reused as it is. ``$REPRO_MALLOC=system`` leaves the defaults."""
@@ -281,7 +284,7 @@ def test_retained_freed_memory_is_reused_without_page_faults():
     assert int(system[1]) == 16 and int(retained[1]) <= 6
 
 
-@pytest.mark.skipif(__import__("platform").libc_ver()[0] != "glibc", reason="mallopt is glibc's")
+@pytest.mark.skipif(not GLIBC, reason="mallopt is glibc's")
 def test_retained_freed_memory_changes_no_result(data_root, tmp_path):
     """Where tensors live is not what is computed: a run with freed memory retained (the CPU default) ends with the
     same metrics, to the last bit, as with glibc's defaults."""
