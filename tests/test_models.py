@@ -232,3 +232,49 @@ def test_gpt_bad_config_raises():
         tiny_gpt(norm_placement="sandwich")
     with pytest.raises(ValueError):
         tiny_gpt()(torch.zeros(1, 33, dtype=torch.long))
+
+
+def test_residual_mlp_blocks_follow_rezero_table_1():
+    """Each block kind against its formula (arXiv:2003.04887, Table 1), written out by hand on one block."""
+    from shared.models.mlp import RESIDUAL_BLOCKS
+    torch.manual_seed(0)
+    x = torch.randn(5, 3, 2, 2)
+    for kind in RESIDUAL_BLOCKS:
+        model = create_model("residual_mlp", in_features=12, width=6, depth=1, block=kind, num_classes=4)
+        block = model.blocks[0]
+        if kind == "rezero":
+            with torch.no_grad():
+                block.alpha.fill_(0.7)
+        h = x.flatten(1) @ model.stem[1].weight.T + model.stem[1].bias
+        f = lambda v: torch.relu(v @ block.linear.weight.T + block.linear.bias)  # noqa: E731
+        ln = lambda v: torch.nn.functional.layer_norm(v, (6,))  # noqa: E731  (weight 1, bias 0 at init)
+        out = {"plain": f(h), "residual": h + f(h), "post_norm": ln(h + f(h)), "pre_norm": h + f(ln(h)),
+               "rezero": h + 0.7 * f(h)}[kind]
+        torch.testing.assert_close(model(x), out @ model.head.weight.T + model.head.bias)
+    with pytest.raises(ValueError, match="block must be one of"):
+        create_model("residual_mlp", block="highway")
+
+
+def test_residual_mlp_rezero_is_identity_at_init_with_isometric_jacobian():
+    torch.manual_seed(0)
+    model = create_model("residual_mlp", width=32, depth=10, block="rezero")
+    h = torch.randn(32)
+    torch.testing.assert_close(model.blocks(h), h)
+    torch.testing.assert_close(torch.autograd.functional.jacobian(model.blocks, h), torch.eye(32))
+    assert sum(p.numel() for n, p in model.named_parameters() if n.endswith("alpha")) == 10
+
+
+def test_residual_mlp_he_init_keeps_plain_scale_and_doubles_residual_second_moment():
+    """He init (Var W = 2 / width): a plain ReLU block keeps the second moment q, a residual one maps q to
+    q + E relu(Wx)^2 + 2 E x.relu(Wx) >= 2q (the cross term turns positive once earlier blocks' nonnegative
+    outputs have piled up in x), so 6 residual blocks grow it more than 2^6-fold (~300x here) and 6 plain keep ~1x."""
+    torch.manual_seed(0)
+    x = torch.randn(256, 3, 32, 32)
+    ratios = {}
+    for kind in ("plain", "residual"):
+        model = create_model("residual_mlp", width=1024, depth=6, block=kind)
+        assert abs(model.blocks[0].linear.weight.std().item() - (2 / 1024) ** 0.5) < 1e-3
+        with torch.no_grad():
+            h = model.stem(x)
+            ratios[kind] = (model.blocks(h).pow(2).mean() / h.pow(2).mean()).item()
+    assert 0.5 < ratios["plain"] < 2 and ratios["residual"] > 0.9 * 2 ** 6, ratios
