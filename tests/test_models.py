@@ -278,3 +278,25 @@ def test_residual_mlp_he_init_keeps_plain_scale_and_doubles_residual_second_mome
             h = model.stem(x)
             ratios[kind] = (model.blocks(h).pow(2).mean() / h.pow(2).mean()).item()
     assert 0.5 < ratios["plain"] < 2 and ratios["residual"] > 0.9 * 2 ** 6, ratios
+
+
+def test_cifar_resnet_rezero_gate_starts_as_the_shortcuts_and_only_alpha_learns_first():
+    """residual_gate="rezero" (arXiv:2003.04887, eq. 1): each block is act(shortcut(x)) at init, the net gains one
+    scalar per block, and at init only the gates (not the branches' convs) receive gradient."""
+    torch.manual_seed(0)
+    plain, gated = create_model("resnet20"), create_model("resnet20", residual_gate="rezero")
+    assert n_params(gated) - n_params(plain) == 9  # 3 stages x 3 blocks
+    x = torch.relu(torch.randn(2, 16, 32, 32))
+    with torch.no_grad():
+        for block in gated.blocks:
+            torch.testing.assert_close(block(x), torch.relu(block.shortcut(x)))
+            x = block(x)
+    gated.train()
+    loss = torch.nn.functional.cross_entropy(gated(torch.randn(4, 3, 32, 32)), torch.tensor([0, 1, 2, 3]))
+    loss.backward()
+    assert all(b.alpha.grad.abs() > 0 for b in gated.blocks)
+    assert all(b.conv1.weight.grad.abs().max() == 0 and b.conv2.weight.grad.abs().max() == 0 for b in gated.blocks)
+    with pytest.raises(ValueError, match="needs skip=True"):
+        create_model("resnet20", residual_gate="rezero", skip=False)
+    with pytest.raises(ValueError, match="residual_gate must be"):
+        create_model("resnet20", residual_gate="skipinit")

@@ -14,12 +14,17 @@ akamaster/pytorch_resnet_cifar10. (272,474 is ResNet-20 with option B.)
 Beyond the paper: ``width`` multiplies every channel count (16w/32w/64w) for width studies; ``skip=False``
 drops the shortcuts, giving the "plain" nets of §4.2 / Fig. 6 (the "noshort" nets of Li et al.,
 "Visualizing the Loss Landscape of Neural Nets", arXiv:1712.09913).
+``residual_gate="rezero"`` scales each block's residual branch by a learned scalar initialised to 0, out =
+act(shortcut(x) + alpha * F(x)) (ReZero, Bachlechner et al., arXiv:2003.04887, eq. 1, applied to ResNets in its
+Sec. 5 with the branch's norms kept), so every block starts as act(shortcut(x)): the identity on the nonnegative
+activations it receives, and F's weights get no gradient until alpha has moved.
 Init: He normal (fan_out) for convs, as the paper follows "Delving Deep into Rectifiers" (arXiv:1502.01852).
 """
 from __future__ import annotations
 
 from functools import partial
 
+import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
@@ -43,7 +48,8 @@ class PadShortcut(nn.Module):
 class BasicBlock(nn.Module):
     """conv-norm-act-conv-norm, add shortcut, act (§3.2: the second nonlinearity comes after the addition)."""
 
-    def __init__(self, c_in: int, c_out: int, stride: int, act: str, norm: str, shortcut: str, skip: bool):
+    def __init__(self, c_in: int, c_out: int, stride: int, act: str, norm: str, shortcut: str, skip: bool,
+                 residual_gate: str = "none"):
         super().__init__()
         # No conv bias: the following norm's shift makes it redundant.
         self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
@@ -60,9 +66,12 @@ class BasicBlock(nn.Module):
             self.shortcut = PadShortcut(c_in, c_out, stride)
         else:
             self.shortcut = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), create_norm(norm, c_out))
+        self.alpha = nn.Parameter(torch.zeros(())) if residual_gate == "rezero" else None
 
     def forward(self, x):
         out = self.norm2(self.conv2(self.act1(self.norm1(self.conv1(x)))))
+        if self.alpha is not None:
+            out = self.alpha * out
         if self.shortcut is not None:
             out = out + self.shortcut(x)
         return self.act2(out)
@@ -72,10 +81,11 @@ class CifarResNet(nn.Module):
     """ResNet-(6n+2) for 32x32 inputs (§4.2). Args:
     depth: 6n+2 (20, 32, 44, 56, 110, ...). num_classes: classifier outputs. act / norm: registry names.
     width: channel multiplier (1.0 = paper). skip: False removes all shortcuts (plain net).
-    shortcut: "A" (zero-pad, paper's CIFAR choice) or "B" (1x1 projection where the shape changes)."""
+    shortcut: "A" (zero-pad, paper's CIFAR choice) or "B" (1x1 projection where the shape changes).
+    residual_gate: "none" (paper) or "rezero" (a zero-initialised scalar on each residual branch; needs skip)."""
 
     def __init__(self, depth: int = 20, num_classes: int = 10, act: str = "relu", norm: str = "batchnorm",
-                 width: float = 1.0, skip: bool = True, shortcut: str = "A"):
+                 width: float = 1.0, skip: bool = True, shortcut: str = "A", residual_gate: str = "none"):
         super().__init__()
         if depth < 8 or (depth - 2) % 6:
             raise ValueError(f"depth must be 6n+2 with n >= 1, got {depth}")
@@ -83,6 +93,10 @@ class CifarResNet(nn.Module):
             raise ValueError(f"shortcut must be 'A' or 'B', got {shortcut!r}")
         if width <= 0:
             raise ValueError(f"width must be > 0, got {width}")
+        if residual_gate not in ("none", "rezero"):
+            raise ValueError(f"residual_gate must be 'none' or 'rezero', got {residual_gate!r}")
+        if residual_gate == "rezero" and not skip:
+            raise ValueError("residual_gate='rezero' needs skip=True: a gated branch without a shortcut outputs 0")
         n = (depth - 2) // 6
         widths = [max(1, round(c * width)) for c in (16, 32, 64)]
         self.stem = nn.Sequential(nn.Conv2d(3, widths[0], 3, 1, 1, bias=False), create_norm(norm, widths[0]),
@@ -91,7 +105,7 @@ class CifarResNet(nn.Module):
         for stage, c_out in enumerate(widths):
             for i in range(n):
                 stride = 2 if stage > 0 and i == 0 else 1
-                blocks.append(BasicBlock(c_in, c_out, stride, act, norm, shortcut, skip))
+                blocks.append(BasicBlock(c_in, c_out, stride, act, norm, shortcut, skip, residual_gate))
                 c_in = c_out
         self.blocks = nn.Sequential(*blocks)
         self.pool = nn.AdaptiveAvgPool2d(1)
