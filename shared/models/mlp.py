@@ -38,7 +38,7 @@ MODELS.add("mlp", MLP, task="image_classification", paper=None, smoke_kwargs={})
 
 # ---------------------------------------------------------------------------------------------------------------------
 # A deep fully connected net with its skip connections by config: ReZero's FC experiments (Bachlechner et al. 2020,
-# arXiv:2003.04887, Table 1 and Sec. 3). Every block is F(x) = act(W x + b), W of shape width x width, wired as
+# arXiv:2003.04887, Table 1). Every block is F(x) = act(W x + b), W of shape width x width, wired as
 #
 #   plain       x_{i+1} = F(x_i)                    (a vanilla deep FC net)
 #   residual    x_{i+1} = x_i + F(x_i)              (skip connection, no norm)
@@ -46,7 +46,7 @@ MODELS.add("mlp", MLP, task="image_classification", paper=None, smoke_kwargs={})
 #   pre_norm    x_{i+1} = x_i + F(LayerNorm(x_i))   (Pre-Norm, Table 1)
 #   rezero      x_{i+1} = x_i + alpha_i F(x_i)      (eq. 1; alpha_i a learned scalar, 0 at init)
 #
-# so a rezero stack is the identity at init (its input-output Jacobian is I: dynamical isometry, Sec. 3).
+# so a rezero stack is the identity at init (its input-output Jacobian is I: the paper's initial dynamical isometry).
 RESIDUAL_BLOCKS = ("plain", "residual", "post_norm", "pre_norm", "rezero")
 
 

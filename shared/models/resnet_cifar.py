@@ -15,9 +15,9 @@ Beyond the paper: ``width`` multiplies every channel count (16w/32w/64w) for wid
 drops the shortcuts, giving the "plain" nets of §4.2 / Fig. 6 (the "noshort" nets of Li et al.,
 "Visualizing the Loss Landscape of Neural Nets", arXiv:1712.09913).
 ``residual_gate="rezero"`` scales each block's residual branch by a learned scalar initialised to 0, out =
-act(shortcut(x) + alpha * F(x)) (ReZero, Bachlechner et al., arXiv:2003.04887, eq. 1, applied to ResNets in its
-Sec. 5 with the branch's norms kept), so every block starts as act(shortcut(x)): the identity on the nonnegative
-activations it receives, and F's weights get no gradient until alpha has moved.
+act(shortcut(x) + alpha * F(x)) (ReZero, Bachlechner et al., arXiv:2003.04887, eq. 1; the branch's norms are kept
+here), so every block starts as act(shortcut(x)): the identity on the nonnegative activations it receives, and F's
+weights get no gradient until alpha has moved.
 Init: He normal (fan_out) for convs, as the paper follows "Delving Deep into Rectifiers" (arXiv:1502.01852).
 """
 from __future__ import annotations
