@@ -6,6 +6,7 @@ import torch.nn as nn
 
 from shared.models import MODELS, create_act, create_model, create_norm, list_acts, list_models, list_norms
 from shared.models.gpt import PLACEMENTS
+from shared.models.mlp import RESIDUAL_BLOCKS
 from shared.models.norms import NORMS
 from shared.registry import UnknownNameError
 
@@ -236,7 +237,6 @@ def test_gpt_bad_config_raises():
 
 def test_residual_mlp_blocks_follow_rezero_table_1():
     """Each block kind against its formula (arXiv:2003.04887, Table 1), written out by hand on one block."""
-    from shared.models.mlp import RESIDUAL_BLOCKS
     torch.manual_seed(0)
     x = torch.randn(5, 3, 2, 2)
     for kind in RESIDUAL_BLOCKS:

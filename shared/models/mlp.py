@@ -59,7 +59,7 @@ class FCBlock(nn.Module):
             raise ValueError(f"block must be one of {RESIDUAL_BLOCKS}, got {kind!r}")
         self.kind = kind
         self.linear, self.act = nn.Linear(width, width), create_act(act)
-        self.norm = nn.LayerNorm(width) if kind in ("post_norm", "pre_norm") else None
+        self.norm = create_norm("layernorm", width, layout="nlc") if kind in ("post_norm", "pre_norm") else None
         self.alpha = nn.Parameter(torch.zeros(())) if kind == "rezero" else None
 
     def forward(self, x):
