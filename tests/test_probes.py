@@ -91,6 +91,35 @@ def test_effective_step_plain_sgd_step_of_known_size():
     assert values["total"] == pytest.approx(math.sqrt(0.5 ** 2 + 1.0 ** 2) / 5)
 
 
+def test_effective_step_final_metric_averages_the_scoped_weights_over_probe_steps():
+    # conv (no bias) -> BN -> linear head: only the conv weight is followed by a norm
+    model = nn.Sequential(nn.Conv2d(1, 1, 1, bias=False), nn.BatchNorm2d(1), nn.Flatten(), nn.Linear(4, 1))
+    with torch.no_grad():
+        model[0].weight.fill_(2.0)  # ||w|| = 2
+        model[3].weight.fill_(0.5)  # ||w|| = 1
+        model[3].bias.zero_()
+    opt = torch.optim.SGD(model.parameters(), lr=0.5)
+    probe = PROBES.create("effective_step", model, opt, batch_of(model, torch.randn(3, 1, 2, 2)), scope="normalized")
+    assert probe.names == ["0.weight"]
+    assert probe.final_metrics() == {"mean_effective_step": None}
+    for t, g in ((1, 1.0), (2, -2.0)):  # steps of 0.5 and 1.0 on the conv weight, ||w_{t-1}|| = 2 then 1.5
+        model[0].weight.grad = torch.full_like(model[0].weight, g)
+        model[3].weight.grad = torch.full_like(model[3].weight, 10.0)  # outside the scope: must not count
+        model[3].bias.grad = torch.zeros_like(model[3].bias)
+        probe.before_step(t)
+        opt.step()
+        probe.after_step(t)
+    assert probe.final_metrics()["mean_effective_step"] == pytest.approx((0.5 / 2 + 1.0 / 1.5) / 2)
+    again = PROBES.create("effective_step", model, opt, scope="all")
+    assert again.names == ["0.weight", "3.weight"]
+    again.load_state_dict(probe.state_dict())
+    assert again.final_metrics() == probe.final_metrics()
+    with pytest.raises(ValueError, match="needs a fixed batch"):
+        PROBES.create("effective_step", model, opt, scope="normalized")
+    with pytest.raises(ValueError, match="scope must be"):
+        PROBES.create("effective_step", model, opt, scope="some")
+
+
 def test_effective_lr_finds_weights_followed_by_norms():
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(2, 3, 3, padding=1, bias=False), nn.BatchNorm2d(3), nn.ReLU(),
@@ -422,7 +451,7 @@ def test_probes_off_identical_to_no_probes_key(lm_runs, data_root, tmp_path):
 def test_probes_on_do_not_change_training(lm_runs):
     root, finals = lm_runs
     # dropout RNG, weights, BN/optimizer state untouched by the probes
-    probe_finals = {"final_weight_norm", "mean_effective_lr",  # the probes' own end-of-run scalars, added
+    probe_finals = {"final_weight_norm", "mean_effective_lr", "mean_effective_step",  # the probes' own end-of-run scalars, added
                     "forgetting_loss_before", "forgetting_loss_after", "forgetting_loss_end", "forgetting_dip",
                     "forgetting_rise", "forgetting_excess_rise"}
     assert set(finals["probed"]["metrics"]) - set(finals["plain"]["metrics"]) <= probe_finals

@@ -56,11 +56,20 @@ class EffectiveStep(Probe):
 
     w_{t-1} is copied in ``before_step`` at probe steps only (one copy of the weights, freed after the step).
     A tensor with ||w_{t-1}|| = 0 (e.g. a zero-initialised bias) gets null. ``total``: the same over all weights.
+    For a scale-invariant weight this is the angle the step turns w by (for small steps): the effective step
+    whatever the optimizer, where eta/||w||^2 (``effective_lr``) is SGD's. Under Adam the update's size does not
+    depend on the gradient's scale (grad ~ 1/||w||), so the angle is ~eta/||w||: one factor of ||w|| removed, not
+    both (arXiv:1706.05350's abstract: Adam "only partially" eliminates the dependence).
+
+    Args: scope: the weights ``mean_effective_step`` averages over, as in ``effective_lr``: "all" (every parameter
+    of dimension >= 2) or "normalized" (weights followed by a norm; needs the fixed batch).
     """
 
-    def __init__(self, model, optimizer=None, batch=None):
+    def __init__(self, model, optimizer=None, batch=None, scope: str = "all"):
         super().__init__(model, optimizer, batch)
+        self.names = probed_weights(model, batch, scope, "effective_step")
         self._before: dict[str, torch.Tensor] | None = None
+        self._sum, self._count = 0.0, 0  # of the per-step mean over ``names``, for ``mean_effective_step``
 
     def before_step(self, step):
         self._before = {name: p.detach().clone() for name, p in named_params(self.model)}
@@ -74,7 +83,21 @@ class EffectiveStep(Probe):
             rel[name] = delta / size if size > 0 else None
             d2, w2 = d2 + delta * delta, w2 + size * size
         self._before = None
+        scoped = [rel[name] for name in self.names if rel.get(name) is not None]
+        if scoped:
+            self._sum, self._count = self._sum + sum(scoped) / len(scoped), self._count + 1
         return {"relative": rel, "total": math.sqrt(d2 / w2) if w2 > 0 else None}
+
+    def final_metrics(self):
+        """``mean_effective_step``: ||w_t - w_{t-1}|| / ||w_{t-1}|| averaged over the scope's weights, then over
+        probe steps."""
+        return {"mean_effective_step": self._sum / self._count if self._count else None}
+
+    def state_dict(self):
+        return {"sum": self._sum, "count": self._count}
+
+    def load_state_dict(self, state):
+        self._sum, self._count = state.get("sum", 0.0), state.get("count", 0)
 
 
 def normalized_weights(model: nn.Module, forward, x) -> list[str]:
@@ -109,6 +132,21 @@ def normalized_weights(model: nn.Module, forward, x) -> list[str]:
     return [name for name, _ in model.named_modules() if name in found]
 
 
+def probed_weights(model: nn.Module, batch, scope: str, probe: str) -> list[str]:
+    """Parameter names a weight probe reports on: ``scope`` "all" (every parameter of dimension >= 2) or
+    "normalized" (the weights of conv/linear modules followed by a norm, found by tracing ``batch`` once)."""
+    if scope not in ("normalized", "all"):
+        raise ValueError(f"{probe} scope must be 'normalized' or 'all', got {scope!r}")
+    params = dict(named_params(model))
+    if scope == "all":
+        return [n for n, p in params.items() if p.dim() >= 2]
+    if batch is None:
+        raise ValueError(f"{probe} scope='normalized' needs a fixed batch to find the normalized weights")
+    with frozen_forward(model):
+        modules = normalized_weights(model, batch.forward, batch.x)
+    return [f"{m}.weight" for m in modules if f"{m}.weight" in params]
+
+
 @PROBES.register("effective_lr")
 class EffectiveLR(Probe):
     """eta / ||w_{t-1}||^2 per weight (arXiv:1706.05350 §3), with eta the lr of w's param group for step t.
@@ -119,19 +157,9 @@ class EffectiveLR(Probe):
 
     def __init__(self, model, optimizer=None, batch=None, scope: str = "normalized"):
         super().__init__(model, optimizer, batch)
-        if scope not in ("normalized", "all"):
-            raise ValueError(f"effective_lr scope must be 'normalized' or 'all', got {scope!r}")
         if optimizer is None:
             raise ValueError("effective_lr needs the optimizer (its learning rates)")
-        params = dict(named_params(model))
-        if scope == "all":
-            self.names = [n for n, p in params.items() if p.dim() >= 2]
-        else:
-            if batch is None:
-                raise ValueError("effective_lr scope='normalized' needs a fixed batch to find the normalized weights")
-            with frozen_forward(model):
-                modules = normalized_weights(model, batch.forward, batch.x)
-            self.names = [f"{m}.weight" for m in modules if f"{m}.weight" in params]
+        self.names = probed_weights(model, batch, scope, "effective_lr")
         self._lr_of = {id(p): g for g in optimizer.param_groups for p in g["params"]}
         # the lr the step applies: an optimizer that rescales its scheduled lr (sgd_l2_as_lr) says so
         self._applied_lr = getattr(optimizer, "applied_lr", lambda group: group["lr"])
