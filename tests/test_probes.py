@@ -451,7 +451,7 @@ def test_probes_off_identical_to_no_probes_key(lm_runs, data_root, tmp_path):
 def test_probes_on_do_not_change_training(lm_runs):
     root, finals = lm_runs
     # dropout RNG, weights, BN/optimizer state untouched by the probes
-    probe_finals = {"final_weight_norm", "mean_effective_lr", "mean_effective_step",  # the probes' own end-of-run scalars, added
+    probe_finals = {"final_weight_norm", "mean_effective_lr", "mean_effective_step",  # the probes' own, added
                     "forgetting_loss_before", "forgetting_loss_after", "forgetting_loss_end", "forgetting_dip",
                     "forgetting_rise", "forgetting_excess_rise"}
     assert set(finals["probed"]["metrics"]) - set(finals["plain"]["metrics"]) <= probe_finals
