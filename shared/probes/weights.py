@@ -50,8 +50,31 @@ class WeightNorm(Probe):
                                                    if p.dim() >= 2))}
 
 
+class _MeanOverProbeSteps(Probe):
+    """A probe whose end-of-run scalar is the mean over probe steps of each step's mean over weights: a step's
+    null values are skipped, a step with none left is not counted; the running sum survives a resume."""
+
+    def __init__(self, model, optimizer=None, batch=None):
+        super().__init__(model, optimizer, batch)
+        self._sum, self._count = 0.0, 0
+
+    def _add_step(self, values) -> None:
+        finite = [v for v in values if v is not None]
+        if finite:
+            self._sum, self._count = self._sum + sum(finite) / len(finite), self._count + 1
+
+    def _mean(self) -> float | None:
+        return self._sum / self._count if self._count else None
+
+    def state_dict(self):
+        return {"sum": self._sum, "count": self._count}
+
+    def load_state_dict(self, state):
+        self._sum, self._count = state.get("sum", 0.0), state.get("count", 0)
+
+
 @PROBES.register("effective_step")
-class EffectiveStep(Probe):
+class EffectiveStep(_MeanOverProbeSteps):
     """Relative update of one optimizer step per parameter tensor: ||w_t - w_{t-1}|| / ||w_{t-1}||.
 
     w_{t-1} is copied in ``before_step`` at probe steps only (one copy of the weights, freed after the step).
@@ -69,7 +92,6 @@ class EffectiveStep(Probe):
         super().__init__(model, optimizer, batch)
         self.names = probed_weights(model, batch, scope, "effective_step")
         self._before: dict[str, torch.Tensor] | None = None
-        self._sum, self._count = 0.0, 0  # of the per-step mean over ``names``, for ``mean_effective_step``
 
     def before_step(self, step):
         self._before = {name: p.detach().clone() for name, p in named_params(self.model)}
@@ -83,21 +105,13 @@ class EffectiveStep(Probe):
             rel[name] = delta / size if size > 0 else None
             d2, w2 = d2 + delta * delta, w2 + size * size
         self._before = None
-        scoped = [rel[name] for name in self.names if rel.get(name) is not None]
-        if scoped:
-            self._sum, self._count = self._sum + sum(scoped) / len(scoped), self._count + 1
+        self._add_step(rel[name] for name in self.names)
         return {"relative": rel, "total": math.sqrt(d2 / w2) if w2 > 0 else None}
 
     def final_metrics(self):
         """``mean_effective_step``: ||w_t - w_{t-1}|| / ||w_{t-1}|| averaged over the scope's weights, then over
         probe steps."""
-        return {"mean_effective_step": self._sum / self._count if self._count else None}
-
-    def state_dict(self):
-        return {"sum": self._sum, "count": self._count}
-
-    def load_state_dict(self, state):
-        self._sum, self._count = state.get("sum", 0.0), state.get("count", 0)
+        return {"mean_effective_step": self._mean()}
 
 
 def normalized_weights(model: nn.Module, forward, x) -> list[str]:
@@ -148,7 +162,7 @@ def probed_weights(model: nn.Module, batch, scope: str, probe: str) -> list[str]
 
 
 @PROBES.register("effective_lr")
-class EffectiveLR(Probe):
+class EffectiveLR(_MeanOverProbeSteps):
     """eta / ||w_{t-1}||^2 per weight (arXiv:1706.05350 §3), with eta the lr of w's param group for step t.
 
     Args: scope: "normalized" (weights followed by a norm, found by tracing the fixed batch once) or "all" (every
@@ -164,7 +178,6 @@ class EffectiveLR(Probe):
         # the lr the step applies: an optimizer that rescales its scheduled lr (sgd_l2_as_lr) says so
         self._applied_lr = getattr(optimizer, "applied_lr", lambda group: group["lr"])
         self._values: dict[str, float] | None = None
-        self._sum, self._count = 0.0, 0  # of the per-step mean over weights, for ``mean_effective_lr``
 
     def before_step(self, step):
         params = dict(named_params(self.model))
@@ -178,18 +191,10 @@ class EffectiveLR(Probe):
 
     def after_step(self, step):
         values, self._values = self._values, None
-        finite = [v for v in (values or {}).values() if v is not None]
-        if finite:
-            self._sum, self._count = self._sum + sum(finite) / len(finite), self._count + 1
+        self._add_step((values or {}).values())
         return {"effective_lr": values}
 
     def final_metrics(self):
         """``mean_effective_lr``: eta / ||w||^2 averaged over the traced weights, then over probe steps (runs with
         the same lr schedule compare like for like; the schedule's own decay is in every run alike)."""
-        return {"mean_effective_lr": self._sum / self._count if self._count else None}
-
-    def state_dict(self):
-        return {"sum": self._sum, "count": self._count}
-
-    def load_state_dict(self, state):
-        self._sum, self._count = state.get("sum", 0.0), state.get("count", 0)
+        return {"mean_effective_lr": self._mean()}
